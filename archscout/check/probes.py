@@ -10,15 +10,17 @@
   gradients           every trainable parameter receives a gradient
   finite_grad         and that gradient is finite
   param_budget        at most `param_ratio` x the baseline's parameters (always reports the count)
-  complexity          forward time at 4L over time at L (linear ~4, quadratic ~16); fatal only when
+  complexity          forward FLOPs and forward time at 4L over those at L (linear ~4, quadratic
+                      ~16); flagged when either ratio passes `quadratic_ratio`, fatal only when
                       `quadratic_fatal` is set, because softmax attention is a legitimate reference
 
 It runs inside the sandboxed worker (it executes candidate code) and never raises for the
 candidate's fault: a construction or forward error becomes a failed report whose
 `details["failure_kind"]` says what went wrong. `first_fatal` turns the reports into the run's
 `FailureKind`. Probes are deterministic (fixed seeds, the caller's RNG state restored afterwards)
-except for the timings. They run on CPU at the ProbeSpec's small sizes; they do not cover the
-`attention_mask`/cache paths, training dynamics (the monitor's job) or GPU kernels.
+except for the timings; the complexity probe's FLOP counts are exact. They run on CPU at the
+ProbeSpec's small sizes; they do not cover the `attention_mask`/cache paths, training dynamics (the
+monitor's job) or GPU kernels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import traceback
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from archscout.check.exact import build_exact_mixer, default_dtype, probe_batch_independence, probe_causality
 from archscout.config import ProbeSpec
@@ -52,6 +55,27 @@ MIN_REPEATS = 3
 MAX_REPEATS = 10
 REPEAT_BUDGET_S = 0.3  # keep repeating fast forwards (up to MAX_REPEATS) until this much time is spent
 MAX_FORWARD_S = 4.0  # a batch-1 forward at 4L slower than this is flagged without further waiting
+
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """q @ k^T and p @ v over the full L x L scores, as torch counts its CUDA attention kernels.
+
+    The causal mask is not discounted: masked blocks are skipped by the fused kernel, but the L^2
+    growth is the same either way, and the math path does materialise every score.
+    """
+    *batch, s_q, d_qk = query_shape
+    s_k, d_v = key_shape[-2], value_shape[-1]
+    heads = 1
+    for size in batch:
+        heads *= size
+    return 2 * heads * s_q * s_k * (d_qk + d_v)
+
+
+# torch's FLOP registry covers the CUDA attention kernels only: on CPU, F.scaled_dot_product_attention
+# dispatches to this fused op, which FlopCounterMode would otherwise count as 0 FLOPs (torch 2.13),
+# hiding exactly the quadratic term the probe looks for. The math fallback (float64, unsupported
+# masks) decomposes into matmuls and is counted without help.
+CPU_SDPA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
 
 
 def run_probes(
@@ -233,8 +257,20 @@ def _best_times(mixer: nn.Module, short: torch.Tensor, long: torch.Tensor) -> tu
     return min(shorts), min(longs)
 
 
+def _count_flops(mixer: nn.Module, x: torch.Tensor) -> int:
+    """Matmul/conv/attention FLOPs of one no-grad forward, as dispatched (elementwise ops count 0)."""
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as counter:
+        call_mixer(mixer, x)
+    return counter.get_total_flops()
+
+
 def probe_complexity(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) -> ProbeReport:
-    """Time a batch-1 forward at L and 4L (float32, no grad, eval mode; run_probes uses one thread)."""
+    """Count FLOPs and time a batch-1 forward at L and 4L (float32, no grad, eval mode, one thread).
+
+    The two measures cover each other's blind spots: FLOPs see a matmul or attention L^2 term
+    exactly, where on CPU its time at L=256 is still hidden behind the linear projections' and
+    Python's overhead; time sees a quadratic Python loop or elementwise work, which has no FLOPs.
+    """
     mixer.eval()
     length = spec.complexity_len
     short = torch.randn(1, length, spec.d_model, generator=gen)
@@ -262,18 +298,33 @@ def probe_complexity(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) ->
     if wall_long > MAX_FORWARD_S:
         details.update(short_wall_ms=round(wall_short * 1e3, 3), long_wall_ms=round(wall_long * 1e3, 3))
         return flagged(f"forward at 4L={4 * length} took {wall_long:.2f}s (limit {MAX_FORWARD_S}s)")
+    # counted only past the wall-time guards: the first FlopCounterMode in a process imports
+    # torch._dynamo (seconds), which a mixer already flagged as too slow should not wait for
+    flop_ratio = None
+    try:
+        flops_short, flops_long = _count_flops(mixer, short), _count_flops(mixer, long)
+        details.update(short_flops=flops_short, long_flops=flops_long)
+        if flops_short:
+            flop_ratio = flops_long / flops_short
+    except Exception as err:  # noqa: BLE001 - a counter that cannot follow the forward leaves it to timing
+        details["flop_error"] = f"{type(err).__name__}: {err}"
+    details["flop_ratio"] = None if flop_ratio is None else round(flop_ratio, 2)
+    flop_flagged = flop_ratio is not None and flop_ratio > spec.quadratic_ratio
+
     t_short, t_long = _best_times(mixer, short, long)
-    if t_long / max(t_short, 1e-9) > spec.quadratic_ratio:
+    if not flop_flagged and t_long / max(t_short, 1e-9) > spec.quadratic_ratio:
         # one busy moment on a shared machine can still skew a timing; confirm before flagging
         again_short, again_long = _best_times(mixer, short, long)
         t_short, t_long = min(t_short, again_short), min(t_long, again_long)
         details["remeasured"] = True
-    ratio = t_long / max(t_short, 1e-9)
-    details.update(short_ms=round(t_short * 1e3, 3), long_ms=round(t_long * 1e3, 3), ratio=round(ratio, 2))
-    if ratio > spec.quadratic_ratio:
+    time_ratio = t_long / max(t_short, 1e-9)
+    details.update(short_ms=round(t_short * 1e3, 3), long_ms=round(t_long * 1e3, 3))
+    details["time_ratio"] = round(time_ratio, 2)
+    if flop_flagged or time_ratio > spec.quadratic_ratio:
+        flops = "not counted" if flop_ratio is None else f"{flop_ratio:.1f}x"
         return flagged(
-            f"forward time grows {ratio:.1f}x from L={length} to 4L (linear ~4x, quadratic ~16x; "
-            f"limit {spec.quadratic_ratio}x)"
+            f"from L={length} to 4L forward FLOPs grow {flops} and time {time_ratio:.1f}x (linear ~4x, "
+            f"quadratic ~16x; limit {spec.quadratic_ratio}x)"
         )
     return ProbeReport(name="complexity", passed=True, details=details)
 

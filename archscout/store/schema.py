@@ -1,0 +1,198 @@
+"""The study database's tables as the code reads and writes them (the schema at the latest migration).
+
+Queries in `db.py`, `experiments.py` and `pool.py` use these `Table` objects. They describe the shape
+the migrations in `migrations.py` produce; they never create anything themselves (a test checks that
+a migrated database matches them). Only portable types are used, so the same definitions run on
+SQLite and PostgreSQL.
+
+What is not here: how rows are created or upgraded (migrations.py) and any query logic (db.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+ORIGINS = ("baseline", "offline", "llm", "import", "user")
+STAGES = ("explore", "verify")
+RUN_STATUSES = ("ok", "failed")
+ANALYSIS_KINDS = ("statistical", "llm")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite stores DateTime as text without an offset and hands back naive values; attaching UTC on the
+    way out means callers compare and subtract timestamps the same way on SQLite and PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def json_column(name: str, nullable: bool) -> Column:
+    # none_as_null: a Python None must be SQL NULL (testable with IS NULL), not the JSON text 'null'
+    return Column(name, JSON(none_as_null=True), nullable=nullable)
+
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(100), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    json_column("config", nullable=False),
+)
+
+architectures = Table(
+    "architectures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("parent_id", Integer, ForeignKey("architectures.id"), nullable=True, index=True),
+    Column("code", Text, nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("norm_hash", String(64), nullable=True, index=True),  # normalised-AST hash (novelty)
+    Column("motivation", Text, nullable=False),
+    Column("origin", String(16), nullable=False),
+    json_column("genome", nullable=True),  # offline proposer's genome; None for code from elsewhere
+    # plain integer, not a foreign key: experiments.architecture_id already points the other way,
+    # and a cycle of foreign keys cannot be created on SQLite with foreign_keys=ON
+    Column("experiment_id", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("preset", String(64), nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_kind", String(32), nullable=True),
+    Column("val_loss", Float, nullable=True),
+    Column("benchmark", Float, nullable=True),
+    Column("params", BigInteger, nullable=True),
+    Column("tokens_per_s", Float, nullable=True),
+    Column("wall_s", Float, nullable=True),  # total seconds; the per-phase split is in result
+    json_column("result", nullable=False),  # the full RunResult dump
+    Column("created_at", UTCDateTime, nullable=False),
+    # its index leads with architecture_id, so it also serves runs_for(); no separate index needed
+    UniqueConstraint("architecture_id", "stage", "preset", "seed", name="uq_runs_key"),
+)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("preset", String(64), nullable=False),
+    Column("fitness", Float, nullable=False),
+    json_column("components", nullable=False),  # loss_term, bench_term, judge_term, deltas...
+    json_column("baseline_ref", nullable=True),  # which baseline runs the deltas were taken against
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("architecture_id", "stage", "preset", name="uq_scores_key"),
+    Index("ix_scores_fitness", "fitness"),
+)
+# Migration 2. Ranking one (stage, preset) by fitness reads this index in order and stops after
+# LIMIT entries; carrying architecture_id makes it covering, so neither the top-k query nor the
+# random-parent OFFSET query touches the table.
+Index(
+    "ix_scores_rank",
+    scores.c.stage,
+    scores.c.preset,
+    scores.c.fitness.desc(),
+    scores.c.architecture_id,
+)
+
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    json_column("numbers", nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+pool_versions = Table(
+    "pool_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("experiments_seen", Integer, nullable=False),  # experiments done when it was ranked
+    json_column("members", nullable=False),  # ordered [[architecture_id, fitness], ...], best first
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False, unique=True),  # the experiment number shown to users
+    Column("state", String(16), nullable=False, index=True),
+    Column("parent_id", Integer, ForeignKey("architectures.id"), nullable=True),
+    json_column("reference_ids", nullable=False),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=True),
+    Column("failure_reason", String(32), nullable=True, index=True),
+    Column("failure_message", Text, nullable=True),
+    Column("proposer", String(32), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("cost_usd", Float, nullable=True),  # migration 3: LLM spend of the proposal
+)
+
+experiment_events = Table(
+    "experiment_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("note", Text, nullable=False),
+)

@@ -1,0 +1,134 @@
+"""A study folder: its typed configuration (`study.toml`), its database and its evaluation preset.
+
+The folder holds everything a study produces: `study.toml` (the config, written at creation and
+editable), `study.db` (SQLite, WAL) and, later, reports. The config snapshot is also stored in the
+database so a run can be traced to the settings that produced it. This module opens and validates;
+the loop itself is in loop.py.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from archscout.analyze.fitness import FitnessConfig
+from archscout.config import ConfigError, Preset, get_preset
+from archscout.store.db import StudyDB, open_study_db
+from archscout.store.pool import PoolPolicy
+
+CONFIG_NAME = "study.toml"
+
+# Cold start and batching scaled to the preset, so a demo-length run at `tiny` shows pool updates;
+# `paper` keeps ASI-Arch's 200 / 50.
+POOL_SCALE = {"smoke": (2, 2), "tiny": (4, 3), "small": (20, 10), "paper": (200, 50)}
+
+
+class NoveltyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["auto", "minilm", "bm25"] = "auto"
+    threshold: float | None = None  # near-duplicate similarity; None = the backend's default
+    max_attempts: int = 4  # proposals per experiment before it fails as a duplicate
+
+
+class StudyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "study"
+    preset: str = "tiny"
+    presets_file: str | None = None  # extra presets TOML
+    baseline: str = "deltanet"  # a built-in baseline name or a path to a candidate file
+    baseline_seeds: int = Field(3, ge=1)  # the noise floor: baseline runs over these seeds
+    explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
+    seed: int = 0  # seeds sampling and proposing
+    budget: int = Field(20, ge=0)  # experiments to run in total
+    proposer: Literal["offline"] = "offline"
+    device: str = "auto"
+    pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset
+    fitness: FitnessConfig = Field(default_factory=FitnessConfig)
+    novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
+
+    def pool_policy(self) -> PoolPolicy:
+        if self.pool is not None:
+            return self.pool
+        cold, every = POOL_SCALE.get(self.preset, (200, 50))
+        return PoolPolicy(cold_start=cold, update_every=every)
+
+
+def _field_error(err: ValidationError, where: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{where}: field '{loc}': {first['msg']}"
+
+
+def parse_value(text: str) -> Any:
+    """A `--set key=value` value: TOML syntax when it parses (numbers, booleans), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{key}' is not a table")
+        node[leaf] = value
+    return out
+
+
+def load_config(folder: Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    path = folder / CONFIG_NAME
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    try:
+        return StudyConfig.model_validate(apply_overrides(data, overrides or {}))
+    except ValidationError as err:
+        raise ConfigError(_field_error(err, str(path))) from None
+
+
+def write_config(folder: Path, config: StudyConfig) -> None:
+    import tomli_w
+
+    data = config.model_dump(exclude_none=True)
+    (folder / CONFIG_NAME).write_text(tomli_w.dumps(data))
+
+
+class StudyHandle:
+    """An opened study: folder, config, preset and database."""
+
+    def __init__(self, folder: Path, config: StudyConfig, preset: Preset, db: StudyDB):
+        self.folder, self.config, self.preset, self.db = folder, config, preset, db
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_study(folder: Path, overrides: dict[str, Any] | None = None, create: bool = True) -> StudyHandle:
+    """Open (or create) the study in `folder`; config errors raise ConfigError naming the field."""
+    folder = Path(folder)
+    exists = (folder / CONFIG_NAME).exists() or (folder / "study.db").exists()
+    if not exists and not create:
+        raise ConfigError(f"no study in {folder} (run `archscout run --study {folder}` to start one)")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = load_config(folder, overrides)
+    preset = get_preset(config.preset, Path(config.presets_file) if config.presets_file else None)
+    db = open_study_db(folder)
+    study = db.study()
+    if study is None:
+        db.create_study(config.name, config.model_dump(mode="json"))
+    elif overrides:
+        db.set_config(config.model_dump(mode="json"))
+    if not (folder / CONFIG_NAME).exists() or overrides:
+        write_config(folder, config)
+    return StudyHandle(folder, config, preset, db)

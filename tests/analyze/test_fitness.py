@@ -1,0 +1,145 @@
+import math
+
+import pytest
+
+from archscout.analyze.fitness import (
+    BaselineRef,
+    FitnessConfig,
+    baseline_ref_from_runs,
+    compute_fitness,
+    sigmoid_term,
+)
+from archscout.records import FailureKind, RunResult, failed_result
+
+BASE = BaselineRef(n=3, val_loss_mean=4.0, val_loss_std=0.01, benchmark_mean=0.5, benchmark_std=0.02,
+                   tokens_per_s_mean=10_000.0, tokens_per_s_std=100.0, params_mean=40_000.0, params_std=0.0)
+
+
+def run(val_loss=4.0, benchmark=0.5, tokens_per_s=10_000.0, params=40_000, seed=0) -> RunResult:
+    return RunResult(candidate_hash="c", preset="tiny", seed=seed, status="ok", val_loss=val_loss,
+                     benchmark=benchmark, tokens_per_s=tokens_per_s, params=params)
+
+
+def sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_equal_to_the_baseline_gives_one_half_everywhere():
+    b = compute_fitness(run(), BASE)
+    assert (b.loss_term, b.bench_term, b.judge_term, b.fitness) == (0.5, 0.5, 0.5, 0.5)
+    assert b.judge_kind == "efficiency" and b.judge_parts == {"throughput": 0.5, "params": 0.5}
+    assert b.delta_loss == 0.0 and b.delta_bench == 0.0 and not b.leak_alarm
+
+
+def test_five_percent_lower_loss_maps_to_sigma_of_two_and_a_half():
+    b = compute_fitness(run(val_loss=3.8), BASE)
+    assert b.delta_loss == pytest.approx(0.05)
+    assert b.loss_term == pytest.approx(sig(2.5)) == pytest.approx(0.924141, abs=1e-6)
+    assert b.fitness == pytest.approx((sig(2.5) + 0.5 + 0.5) / 3)
+
+
+def test_window_edges_map_to_sigma_of_five():
+    cfg = FitnessConfig()
+    assert sigmoid_term(0.10, cfg) == pytest.approx(0.993307, abs=1e-6)
+    assert sigmoid_term(-0.10, cfg) == pytest.approx(0.006693, abs=1e-6)
+
+
+def test_gains_beyond_the_window_are_clipped():
+    ten = compute_fitness(run(val_loss=3.6), BASE)
+    twenty = compute_fitness(run(val_loss=3.2), BASE)
+    assert twenty.loss_term == ten.loss_term == pytest.approx(sig(5.0))
+    assert twenty.delta_loss == pytest.approx(0.20)  # the recorded delta is not clipped
+
+
+def test_worse_benchmark_gives_a_term_below_one_half():
+    b = compute_fitness(run(benchmark=0.45), BASE)
+    assert b.delta_bench == pytest.approx(-0.10)
+    assert b.bench_term == pytest.approx(sig(-5.0))
+    assert b.bench_term < 0.5
+
+
+def test_near_zero_baseline_benchmark_uses_the_absolute_difference():
+    base = BASE.model_copy(update={"benchmark_mean": 0.0})
+    b = compute_fitness(run(benchmark=0.02), base)
+    assert b.delta_bench == pytest.approx(0.02)
+    assert b.bench_term == pytest.approx(sig(1.0))
+
+
+def test_steepness_and_window_are_configurable():
+    cfg = FitnessConfig(window=0.2, steepness=10.0)
+    b = compute_fitness(run(val_loss=3.2), BASE, cfg)
+    assert b.loss_term == pytest.approx(sig(2.0))
+
+
+def test_missing_llm_judge_is_the_mean_of_the_two_remaining_terms():
+    cfg = FitnessConfig(judge="llm")
+    b = compute_fitness(run(val_loss=3.8, benchmark=0.45), BASE, cfg, judge_score=None)
+    assert b.judge_kind == "missing" and b.judge_term is None
+    assert b.fitness == pytest.approx((sig(2.5) + sig(-5.0)) / 2)
+
+
+def test_llm_judge_score_is_the_third_term():
+    b = compute_fitness(run(), BASE, FitnessConfig(judge="llm"), judge_score=0.8)
+    assert b.judge_kind == "llm" and b.fitness == pytest.approx((0.5 + 0.5 + 0.8) / 3)
+    with pytest.raises(ValueError):
+        compute_fitness(run(), BASE, FitnessConfig(judge="llm"), judge_score=1.5)
+
+
+def test_efficiency_judge_rewards_throughput_and_fewer_parameters():
+    b = compute_fitness(run(tokens_per_s=10_500.0, params=50_000), BASE)
+    assert b.judge_parts["throughput"] == pytest.approx(sig(2.5))
+    # 40k/50k - 1 = -0.2, clipped to the window's edge -0.1
+    assert b.judge_parts["params"] == pytest.approx(sig(-5.0))
+    assert b.judge_term == pytest.approx((sig(2.5) + sig(-5.0)) / 2)
+
+
+def test_efficiency_judge_without_measurements_is_missing():
+    b = compute_fitness(run(tokens_per_s=None, params=None), BASE)
+    assert b.judge_kind == "missing" and b.judge_term is None and b.fitness == 0.5
+
+
+def test_no_benchmark_omits_the_bench_term():
+    b = compute_fitness(run(val_loss=3.8, benchmark=None), BASE)
+    assert b.bench_term is None and b.delta_bench is None
+    assert b.fitness == pytest.approx((sig(2.5) + 0.5) / 2)
+
+
+def test_leak_alarm_at_twelve_percent_lower_loss():
+    assert compute_fitness(run(val_loss=4.0 * 0.88), BASE).leak_alarm
+    assert not compute_fitness(run(val_loss=4.0 * 0.92), BASE).leak_alarm
+    assert not compute_fitness(run(val_loss=4.0 * 0.88), BASE, FitnessConfig(leak_threshold=0.15)).leak_alarm
+
+
+def test_failed_run_has_no_fitness():
+    bad = failed_result(candidate_hash="c", preset="tiny", seed=0, kind=FailureKind.nan, message="nan loss")
+    with pytest.raises(ValueError):
+        compute_fitness(bad, BASE)
+
+
+def test_baseline_ref_from_runs_uses_sample_std_and_skips_failures():
+    runs = [
+        run(val_loss=4.0, benchmark=0.50, tokens_per_s=9_000.0, params=40_000, seed=0),
+        run(val_loss=4.2, benchmark=0.60, tokens_per_s=11_000.0, params=40_000, seed=1),
+        run(val_loss=4.4, benchmark=None, tokens_per_s=10_000.0, params=40_000, seed=2),
+        failed_result(candidate_hash="c", preset="tiny", seed=3, kind=FailureKind.timeout, message="slow"),
+    ]
+    ref = baseline_ref_from_runs(runs)
+    assert ref.n == 3
+    assert ref.val_loss_mean == pytest.approx(4.2)
+    assert ref.val_loss_std == pytest.approx(0.2)  # ddof=1: sqrt((0.04 + 0 + 0.04) / 2)
+    assert ref.benchmark_mean == pytest.approx(0.55)
+    assert ref.benchmark_std == pytest.approx(math.sqrt(0.005))
+    assert ref.tokens_per_s_mean == pytest.approx(10_000.0) and ref.tokens_per_s_std == pytest.approx(1_000.0)
+    assert ref.params_mean == 40_000 and ref.params_std == 0.0
+
+
+def test_baseline_ref_from_one_run_has_zero_std_and_no_benchmark():
+    ref = baseline_ref_from_runs([run(benchmark=None)])
+    assert ref.n == 1 and ref.val_loss_std == 0.0
+    assert ref.benchmark_mean is None and ref.benchmark_std is None
+
+
+def test_baseline_ref_needs_a_successful_run():
+    with pytest.raises(ValueError):
+        baseline_ref_from_runs([failed_result(candidate_hash="c", preset="t", seed=0,
+                                              kind=FailureKind.crash, message="segv")])
