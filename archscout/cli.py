@@ -21,6 +21,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """archscout: propose, probe, train and verify linear-attention token mixers."""
+
+
 def fail(message: str, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
@@ -59,6 +64,138 @@ def eval_cmd(
     else:
         render_result(console, result, title=str(path.name))
     _exit_for(result)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    from archscout.study import parse_value
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--set expects KEY=VALUE, got '{pair}'")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def _open(study: Path, overrides: dict | None = None, create: bool = False):
+    from archscout.store.errors import StoreError
+    from archscout.study import open_study
+
+    try:
+        return open_study(study, overrides, create=create)
+    except (ConfigError, StoreError) as err:
+        fail(str(err))
+
+
+@app.command("run")
+def run_cmd(
+    study: Path = typer.Option(Path("study"), "--study", help="study folder (created if missing)"),
+    budget: Optional[int] = typer.Option(None, help="total experiments to reach (default: the study's budget)"),
+    hours: Optional[float] = typer.Option(None, help="stop starting new experiments after this many hours"),
+    preset: Optional[str] = typer.Option(None, help="evaluation preset of a new study (default tiny)"),
+    selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
+) -> None:
+    """Start or resume a study: propose, check, train, score and analyse until the budget."""
+    from archscout.loop import Loop
+    from archscout.store.errors import StoreError
+    from archscout.ui import RunView
+
+    overrides = _overrides(set_)
+    if preset:
+        overrides["preset"] = preset
+    if budget is not None:
+        overrides["budget"] = budget
+    if selection:
+        overrides["pool.selection"] = selection
+    handle = _open(study, overrides, create=True)
+    loop = Loop(handle)
+    view = RunView(console, handle.config.budget, loop.experiments_counted())
+    loop.events = view.event
+    from rich.live import Live
+
+    try:
+        with Live(view, console=console, refresh_per_second=4, transient=True):
+            counts = loop.run(hours=hours)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped; resume with: archscout run --study {study}")
+        raise typer.Exit(130)
+    except StoreError as err:
+        fail(f"{err} — the study is intact; run the same command again to resume")
+    finally:
+        handle.close()
+    console.print(
+        f"[bold]{counts.get('done', 0)} done, {counts.get('failed', 0)} failed[/] in {study}. "
+        f"Look at it with: archscout status --study {study}  |  archscout show ID --study {study}"
+    )
+
+
+@app.command("add")
+def add_cmd(
+    file: Path = typer.Argument(..., help="your candidate .py file"),
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+) -> None:
+    """Add your own candidate file to a study; it is evaluated and scored like any other."""
+    from archscout.loop import Loop
+
+    if not file.is_file():
+        fail(f"no such file: {file}")
+    handle = _open(study, create=True)
+    try:
+        exp = Loop(handle).add_user_file(file)
+    finally:
+        handle.close()
+    if exp.state == "failed":
+        fail(f"experiment {exp.seq} failed ({exp.failure_reason}): {exp.failure_message}", code=1)
+    console.print(f"added as architecture #{exp.architecture_id} (experiment {exp.seq})")
+
+
+@app.command("status")
+def status_cmd(
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Summarise a study: experiments, baseline noise floor, best architectures."""
+    import json
+
+    from archscout.summary import status
+    from archscout.ui import render_status
+
+    handle = _open(study)
+    try:
+        data = status(handle)
+    finally:
+        handle.close()
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        render_status(console, data)
+
+
+@app.command("show")
+def show_cmd(
+    arch_id: int = typer.Argument(..., help="architecture id"),
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """One architecture: motivation, code, diff against its parent, runs, fitness, analysis."""
+    import json
+
+    from archscout.summary import architecture
+    from archscout.ui import render_architecture
+
+    handle = _open(study)
+    try:
+        data = architecture(handle, arch_id)
+    finally:
+        handle.close()
+    if data is None:
+        fail(f"no architecture #{arch_id} in {study}")
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        render_architecture(console, data)
 
 
 def _exit_for(result: RunResult) -> None:

@@ -76,7 +76,7 @@ class ProbeSpec(Strict):
     batch: int = 3
     seq_len: int = 64  # causality and batch-independence probes
     complexity_len: int = 256  # timed at L and 4L
-    quadratic_ratio: float = 10.0  # time(4L)/time(L) above this is flagged (linear ~4, quadratic ~16)
+    quadratic_ratio: float = 10.0  # FLOPs or time at 4L over L above this is flagged (linear ~4, quadratic ~16)
     quadratic_fatal: bool = False  # softmax attention is a legitimate (reported) reference
     param_ratio: float = 3.0  # mixer params may be at most this multiple of the baseline's
     atol: float = 1e-5  # float64 tolerance for the exact leak / batch tests

@@ -220,7 +220,11 @@ class Loop:
             exp = self.sample()
             self.events({"stage": "start", "seq": exp.seq})
             exp = self.run_experiment(exp)
-            self.events({"stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason})
+            top = self.db.top_scores(EXPLORE, self.preset.name, 1)
+            self.events({
+                "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
+                "best": top[0][1] if top else None,
+            })
         return self.exps.counts_by_state()
 
     def add_user_file(self, path: Path) -> Experiment:

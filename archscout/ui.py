@@ -86,3 +86,123 @@ def render_result(console: Console, result: RunResult, title: str = "") -> None:
         console.print(probes)
     if result.failure and result.failure.log_tail:
         console.print(Text(result.failure.log_tail[-1500:], style="dim"))
+
+
+class RunView:
+    """Live view of `archscout run`: stage, counts, best fitness, ETA, and the training bars."""
+
+    def __init__(self, console: Console, budget: int, done_before: int):
+        self.console, self.budget, self.done_before = console, budget, done_before
+        self.stage, self.seq, self.best = "starting", 0, None
+        self.finished: list[float] = []
+        self.started_exp: float | None = None
+        self.counts: dict[str, int] = {}
+        self.bar = Progress(
+            TextColumn("  [dim]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), console=console,
+        )
+        self.task_bars: dict[str, int] = {}
+
+    def event(self, event: dict) -> None:
+        import time
+
+        stage = event.get("stage")
+        if stage == "start":
+            self.seq, self.started_exp = event["seq"], time.monotonic()
+            self._reset_bars()
+        elif stage == "end":
+            if self.started_exp is not None:
+                self.finished.append(time.monotonic() - self.started_exp)
+            state = event.get("state", "")
+            self.counts[state] = self.counts.get(state, 0) + 1
+            if event.get("reason"):
+                self.console.print(f"  experiment {event['seq']} failed: {event['reason']}", style="yellow", highlight=False)
+        elif stage == "baseline":
+            self.stage = f"baseline seed {event['seed']} ({event['of']} seeds)"
+            self._reset_bars()
+        elif stage == "pool":
+            self.console.print(f"  pool re-ranked: version {event['version']}, {event['size']} members", highlight=False)
+        elif stage == "resume":
+            self.stage = f"resuming experiment {event['seq']} from '{event['state']}'"
+        elif stage:
+            self.stage = stage
+        if "best" in event:
+            self.best = event["best"]
+        name = event.get("task")
+        if name and "steps" in event:
+            if name not in self.task_bars:
+                self.task_bars[name] = self.bar.add_task(name, total=event["steps"], info="")
+            self.bar.update(self.task_bars[name], completed=event["step"], info=f"loss {event['loss']:.3f}")
+
+    def _reset_bars(self) -> None:
+        for task_id in self.task_bars.values():
+            self.bar.remove_task(task_id)
+        self.task_bars = {}
+
+    def __rich__(self):
+        from rich.console import Group
+
+        done = self.done_before + sum(self.counts.values())
+        left = max(0, self.budget - done)
+        eta = "—"
+        if self.finished:
+            seconds = left * sum(self.finished) / len(self.finished)
+            eta = f"{seconds / 60:.0f} min"
+        head = Table.grid(padding=(0, 2))
+        head.add_row(
+            f"[bold]experiment[/] {self.seq}/{self.budget}", f"[bold]stage[/] {self.stage}",
+            f"[green]done[/] {self.counts.get('done', 0)}", f"[red]failed[/] {self.counts.get('failed', 0)}",
+            f"[bold]best fitness[/] {_fmt(self.best)}", f"[bold]ETA[/] {eta}",
+        )
+        return Group(head, self.bar)
+
+
+def render_status(console: Console, data: dict) -> None:
+    exp = data["experiments"]
+    head = Table(title=f"study {data['study']} · preset {data['preset']} · {data['folder']}", show_header=False)
+    head.add_row("experiments", f"{exp['total']} of budget {data['budget']}: {exp['done']} done, "
+                 f"{exp['failed']} failed, {exp['in_progress']} in progress")
+    if exp["failed_by_reason"]:
+        head.add_row("failures", ", ".join(f"{k} {v}" for k, v in sorted(exp["failed_by_reason"].items())))
+    if data["pool"]:
+        head.add_row("pool", f"version {data['pool']['version']}, {data['pool']['size']} members")
+    base = data["baseline"]
+    for key, stats in base.items():
+        if isinstance(stats, dict) and "mean" in stats:
+            head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})")
+    console.print(head)
+    best = Table(title="best architectures (exploration, single run)")
+    for col in ("id", "name", "origin", "parent", "fitness", "val loss", "benchmark"):
+        best.add_column(col)
+    for row in data["best"]:
+        best.add_row(str(row["id"]), row["name"], row["origin"], str(row["parent_id"] or "—"),
+                     _fmt(row["fitness"]), _fmt(row["val_loss"]), _fmt(row["benchmark"]))
+    console.print(best)
+
+
+def render_architecture(console: Console, data: dict) -> None:
+    from rich.syntax import Syntax
+
+    parent = data["parent"]
+    console.print(f"[bold]#{data['id']} {data['name']}[/] ({data['origin']}; parent "
+                  f"{'#' + str(parent['id']) + ' ' + parent['name'] if parent else '—'})", highlight=False)
+    console.print(Text(data["motivation"]))
+    if data["score"]:
+        sc = data["score"]
+        console.print(f"fitness {sc['fitness']:.4f} = mean(loss {_fmt(sc.get('loss_term'))}, "
+                      f"bench {_fmt(sc.get('bench_term'))}, judge[{sc.get('judge_kind')}] {_fmt(sc.get('judge_term'))})")
+    runs = Table(title="runs")
+    for col in ("stage", "preset", "seed", "status", "val loss", "benchmark", "params", "tokens/s", "note"):
+        runs.add_column(col)
+    for r in data["runs"]:
+        runs.add_row(r["stage"], r["preset"], str(r["seed"]), r["status"], _fmt(r["val_loss"]), _fmt(r["benchmark"]),
+                     _fmt(r["params"], "{:,}"), _fmt(r["tokens_per_s"], "{:,.0f}"), r["failure"] or "")
+    console.print(runs)
+    for a in data["analyses"]:
+        console.print(f"[bold]analysis ({a['kind']})[/]")
+        console.print(Text(a["text"]))
+    if data["diff"]:
+        console.print("[bold]diff against the parent[/]")
+        console.print(Syntax(data["diff"], "diff", word_wrap=True))
+    console.print("[bold]code[/]")
+    console.print(Syntax(data["code"], "python", line_numbers=True))

@@ -49,6 +49,14 @@ class _ProgressTail:
                 self.sink(event)
 
 
+def absolute_corpora(preset: Preset) -> Preset:
+    """The preset with user corpus paths made absolute: the child runs in another directory."""
+    preset = preset.model_copy(deep=True)
+    for task in preset.tasks:
+        task.corpus = [c if c == "kjv" else str(Path(c).expanduser().resolve()) for c in task.corpus]
+    return preset
+
+
 def prepare_tasks(preset: Preset, cache_dir: Path) -> None:
     for spec in preset.tasks:
         prepare(spec, cache_dir)
@@ -147,6 +155,7 @@ def run_phase(
 ) -> RunResult:
     """One sandboxed phase ("probe" or "train") of one candidate file; never raises for a bad candidate."""
     path = Path(path)
+    preset = absolute_corpora(preset)
     base = {"candidate_hash": code_hash(path.read_text()), "preset": preset.name, "seed": seed}
     cache_dir = cache_dir or default_cache_dir()
     if phase == "train":

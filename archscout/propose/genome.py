@@ -125,7 +125,7 @@ class Genome(BaseModel):
             fixes["router"] = "softmax"
         if not fixes:
             return self, []
-        changes = [Change(gene, getattr(self, gene), new, forced=True) for gene, new in fixes.items()]
+        changes = [Change(gene, getattr(self, gene), new, cause="repair") for gene, new in fixes.items()]
         return self.with_(**fixes), changes
 
     def active_genes(self) -> list[str]:
@@ -171,12 +171,16 @@ class Genome(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One gene's change; `forced` marks a repair that another change made necessary."""
+    """One gene's change, and why it happened.
+
+    cause: "chosen" by the operator; "repair" when another change made the old value invalid; "woken"
+    when another change brought an unused gene into use, so its dormant value now shows in the code.
+    """
 
     gene: str
     old: Any
     new: Any
-    forced: bool = False
+    cause: Literal["chosen", "repair", "woken"] = "chosen"
 
 
 GENES: tuple[str, ...] = tuple(Genome.model_fields)
@@ -211,27 +215,46 @@ def _alternatives(genome: Genome, gene: str) -> list[Any]:
     ]
 
 
+def _keeps(genome: Genome, gene: str, value: Any, earlier: set[str]) -> bool:
+    """Whether setting `gene` leaves the genes changed earlier in use and at their new values."""
+    child = genome.with_(**{gene: value}).repaired()[0]
+    active = child.active_genes()
+    return all(g in active and getattr(child, g) == getattr(genome, g) for g in earlier)
+
+
 def mutate(genome: Genome, rng: random.Random, n_changes: int | None = None) -> tuple[Genome, list[Change]]:
     """Change `n_changes` (default: 1, or 2 with probability 1/3) distinct active genes.
 
-    Returns the repaired child and every change made, the chosen ones first and then any forced by
-    repair (e.g. switching to the delta rule forces L2-normalised keys).
+    Returns the repaired child and every change made: the chosen ones first, then those they caused
+    (a repair, e.g. switching to the delta rule forces L2-normalised keys, or a dormant gene woken,
+    e.g. the decay's form once the memory has a decay).
     """
     n_changes = n_changes if n_changes is not None else rng.choice((1, 1, 2))
-    changes: list[Change] = []
-    touched: set[str] = set()
+    chosen: list[Change] = []
+    caused: list[Change] = []
     for _ in range(n_changes):
-        choices = [g for g in genome.active_genes() if g not in touched and _alternatives(genome, g)]
+        touched = {c.gene for c in chosen + caused}
+        # a later change must not hide or undo an earlier one (e.g. drop the decay whose form just changed)
+        options = {
+            g: [v for v in _alternatives(genome, g) if _keeps(genome, g, v, touched)]
+            for g in genome.active_genes()
+            if g not in touched
+        }
+        choices = [g for g, values in options.items() if values]
         if not choices:
             break
         gene = rng.choice(choices)
-        new = rng.choice(_alternatives(genome, gene))
-        changes.append(Change(gene, getattr(genome, gene), new))
-        genome, forced = genome.with_(**{gene: new}).repaired()
-        changes += forced
-        touched |= {gene} | {c.gene for c in forced}
-    chosen = [c for c in changes if not c.forced]
-    return genome, chosen + [c for c in changes if c.forced]
+        new = rng.choice(options[gene])
+        chosen.append(Change(gene, getattr(genome, gene), new))
+        child, repairs = genome.with_(**{gene: new}).repaired()
+        woken = [
+            Change(g, getattr(genome, g), getattr(child, g), cause="woken")
+            for g in child.active_genes()
+            if g not in genome.active_genes() and g != gene and g not in {c.gene for c in repairs}
+        ]
+        caused += repairs + woken
+        genome = child
+    return genome, chosen + [c for c in caused if c.gene in genome.active_genes()]
 
 
 # genes whose validity depends on each other; crossover inherits each group whole when mixing breaks it

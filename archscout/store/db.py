@@ -44,8 +44,9 @@ def open_study_db(
 ) -> StudyDB:
     """Open (creating or upgrading) the study database at a study folder, a file or a URL.
 
-    An existing folder gets `study.db` inside it; any other path is the database file itself. Raises `SchemaTooNewError` for a database from a newer
-    archscout. `busy_timeout_ms` is how long SQLite waits for another writer before
+    An existing folder gets `study.db` inside it; any other path is the database file itself.
+    Raises `SchemaTooNewError` for a database from a newer archscout. `busy_timeout_ms` is how long
+    a write waits for another writer (SQLite busy timeout, PostgreSQL lock_timeout) before
     `StoreLockedError`.
     """
     engine = make_engine(path_or_url, busy_timeout_ms=busy_timeout_ms)
@@ -63,6 +64,8 @@ def _check(value: str, allowed: Sequence[str], what: str) -> None:
 
 
 class StudyDB:
+    """Repository over one study database; `db.experiments` holds the experiment state machine."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
         self.experiments = Experiments(self)
@@ -76,10 +79,6 @@ class StudyDB:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     # -- transactions ----------------------------------------------------------------------------
 
     @contextmanager
@@ -90,6 +89,7 @@ class StudyDB:
 
     @contextmanager
     def writing(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """The caller's transaction when given, else a new write transaction committed on exit."""
         if conn is not None:
             yield conn
             return
@@ -98,6 +98,7 @@ class StudyDB:
 
     @contextmanager
     def reading(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """The caller's connection when given, else a read transaction (no SQLite write lock)."""
         if conn is not None:
             yield conn
             return

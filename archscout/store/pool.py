@@ -36,6 +36,8 @@ _RANDOM_TRIES = 32
 
 
 class PoolPolicy(BaseModel):
+    """How parents and references are drawn and how often the pool is re-ranked (paper defaults)."""
+
     model_config = ConfigDict(extra="forbid")
 
     pool_size: int = 50

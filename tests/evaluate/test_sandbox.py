@@ -230,11 +230,14 @@ def test_ctrl_c_in_the_parent_takes_the_tree_down(token, scratch, isolation):
 
     def interrupt():
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt
 
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)", token]
     with pytest.raises(KeyboardInterrupt):
-        attack("infinite_loop", token, scratch, isolation, poll=interrupt, poll_interval=0.2)
+        run_sandboxed(sleeper, scratch=scratch, limits=LIMITS, timeout_s=30, isolation=isolation,
+                      poll=interrupt, poll_interval=0.1)
+    assert len(calls) == 3
     assert processes_with(token) == []
 
 
@@ -263,6 +266,42 @@ def test_the_tree_dies_with_the_archscout_process(token, tmp_path, isolation):
     while processes_with(token):
         assert time.monotonic() < deadline, "the sandboxed sleeper outlived its parent"
         time.sleep(0.05)
+
+
+def test_the_cpu_limit_ends_a_spinning_command_with_sigxcpu(token, scratch):
+    limits = LIMITS.model_copy(update={"cpu_s": 1})
+    outcome = attack("infinite_loop", token, scratch, NETNS, limits=limits, timeout_s=30)
+    assert not outcome.timed_out and outcome.cpu_limit_hit
+    assert outcome.signal == signal.SIGXCPU
+    assert classify(outcome) == (FailureKind.timeout, "CPU time limit exceeded (SIGXCPU)")
+
+
+def outcome_of(returncode=1, sig=None, stderr="", **flags) -> sandbox.SandboxOutcome:
+    fields = dict(timed_out=False, cpu_limit_hit=False, memory_error=False, forbidden=False)
+    fields.update(flags)
+    return sandbox.SandboxOutcome(
+        returncode=returncode, signal=sig, wall_s=1.0, stdout="", stderr=stderr,
+        isolation="netns", result_bytes=None, survivors_killed=0, **fields)
+
+
+@pytest.mark.parametrize(
+    "outcome, kind, words",
+    [
+        (outcome_of(0), None, ""),
+        (outcome_of(-25, signal.SIGXFSZ), FailureKind.forbidden, "file size limit"),
+        (outcome_of(-9, signal.SIGKILL, memory_error=True), FailureKind.memory, "memory limit"),
+        (outcome_of(-6, signal.SIGABRT, "terminate called after throwing an instance of "
+                    "'std::bad_alloc'", memory_error=True), FailureKind.memory, "bad_alloc"),
+        (outcome_of(-7, signal.SIGBUS), FailureKind.crash, "SIGBUS"),
+        (outcome_of(-15, signal.SIGTERM), FailureKind.killed, "SIGTERM"),
+        (outcome_of(1, stderr="OSError: [Errno 101] Network is unreachable", forbidden=True),
+         FailureKind.forbidden, "Network is unreachable"),
+        (outcome_of(2, stderr="usage: worker JOB"), FailureKind.exception, "exited with code 2"),
+    ],
+)
+def test_classify_maps_each_ending_to_its_failure_kind(outcome, kind, words):
+    got, message = classify(outcome)
+    assert got is kind and words in message
 
 
 @needs_netns

@@ -46,6 +46,19 @@ def test_writer_blocked_past_the_busy_timeout_gets_store_locked(tmp_path):
     db.close()
 
 
+def test_opening_an_up_to_date_study_does_not_wait_for_a_writer(tmp_path):
+    open_study_db(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "study.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        reader = open_study_db(tmp_path, busy_timeout_ms=100)
+        assert reader.experiments.open_experiments() == []
+        reader.close()
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_postgres_writer_blocked_past_the_lock_timeout_gets_store_locked(study_url):
     if not str(study_url).startswith("postgresql"):
         pytest.skip("PostgreSQL lock timeout (the SQLite case is tested above)")

@@ -86,10 +86,10 @@ def build_task(spec: TaskSpec, seed: int, cache_dir: Path) -> TaskData:
 
 # generate(rng, num_examples, test) -> (x, y) int64 [num_examples, L]; `test` lets a task prompt
 # differently at test time (MAD's fuzzy recall does)
-Generator = Callable[[np.random.Generator, int, bool], tuple[np.ndarray, np.ndarray]]
+ExampleFn = Callable[[np.random.Generator, int, bool], tuple[np.ndarray, np.ndarray]]
 
 
-def _synthetic_generator(spec: TaskSpec) -> tuple[Generator, int]:
+def _synthetic_generator(spec: TaskSpec) -> tuple[ExampleFn, int]:
     """(generator, number of distinct answer tokens) for a synthetic spec; raises on bad params."""
     if spec.kind == "mqar":
         from archscout.evaluate.tasks import mqar
@@ -111,7 +111,7 @@ def train_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, _TRAIN_STREAM, step])
 
 
-def test_rng(seed: int) -> np.random.Generator:
+def heldout_rng(seed: int) -> np.random.Generator:
     # same entropy length as train_rng: SeedSequence does not promise distinct streams otherwise
     return np.random.default_rng([seed, _TEST_STREAM, 0])
 
@@ -145,14 +145,14 @@ def run_eval(model, fn: Callable[[], float]) -> float:
 class SyntheticTask:
     """A synthetic task: fresh batches from (seed, step), a fixed test set from (seed), accuracy."""
 
-    def __init__(self, spec: TaskSpec, seed: int, generate: Generator, num_values: int):
+    def __init__(self, spec: TaskSpec, seed: int, generate: ExampleFn, num_values: int):
         self.spec = spec
         self.seed = seed
         self.vocab_size = spec.vocab_size
         self.batch_size = spec.optim.batch_size
         self.num_values = num_values  # chance accuracy is about 1 / num_values
         self._generate = generate
-        x, y = generate(test_rng(seed), spec.test_examples, True)
+        x, y = generate(heldout_rng(seed), spec.test_examples, True)
         self.test_x = torch.from_numpy(x)  # [N, L]
         self.test_y = torch.from_numpy(y)  # [N, L]
 

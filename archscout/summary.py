@@ -1,0 +1,112 @@
+"""Plain-data views of a study for `status`, `show` and (later) the dashboard's JSON twins.
+
+Each function reads the database and returns JSON-serialisable dicts; rendering is elsewhere
+(ui.py for the terminal). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from archscout.study import StudyHandle
+
+EXPLORE = "explore"
+
+
+def baseline_noise(study: StudyHandle) -> dict[str, Any]:
+    """Mean and std of every metric over the baseline's seeds: the study's noise floor."""
+    import numpy as np
+
+    base = next((a for a in _baselines(study)), None)
+    if base is None:
+        return {}
+    runs = [r.result for r in study.db.runs_for(base.id, EXPLORE, study.preset.name) if r.status == "ok"]
+    metrics: dict[str, list[float]] = {"val_loss": [], "benchmark": []}
+    for r in runs:
+        if r.val_loss is not None:
+            metrics["val_loss"].append(r.val_loss)
+        if r.benchmark is not None:
+            metrics["benchmark"].append(r.benchmark)
+        for name, task in r.tasks.items():
+            value = task.val_loss if task.kind == "lm" else task.accuracy
+            if value is not None:
+                metrics.setdefault(f"task:{name}", []).append(value)
+    out: dict[str, Any] = {"architecture_id": base.id, "name": base.name, "seeds": sorted(r.seed for r in runs)}
+    for key, values in metrics.items():
+        if values:
+            arr = np.asarray(values, dtype=float)
+            out[key] = {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+    return out
+
+
+def _baselines(study: StudyHandle):
+    return study.db.architectures_by_origin("baseline")
+
+
+def best_architectures(study: StudyHandle, limit: int = 10) -> list[dict[str, Any]]:
+    out = []
+    for arch_id, fitness in study.db.top_scores(EXPLORE, study.preset.name, limit):
+        arch = study.db.architecture(arch_id)
+        run = next((r for r in study.db.runs_for(arch_id, EXPLORE, study.preset.name) if r.status == "ok"), None)
+        out.append({
+            "id": arch.id, "name": arch.name, "origin": arch.origin, "parent_id": arch.parent_id,
+            "fitness": fitness, "val_loss": run.val_loss if run else None,
+            "benchmark": run.benchmark if run else None,
+        })
+    return out
+
+
+def status(study: StudyHandle) -> dict[str, Any]:
+    by_state = study.db.experiments.counts_by_state()
+    in_progress = sum(v for k, v in by_state.items() if k not in ("done", "failed"))
+    pool = study.db.latest_pool_version()
+    return {
+        "study": study.config.name,
+        "folder": str(study.folder),
+        "preset": study.preset.name,
+        "budget": study.config.budget,
+        "experiments": {
+            "total": sum(by_state.values()),
+            "done": by_state.get("done", 0),
+            "failed": by_state.get("failed", 0),
+            "in_progress": in_progress,
+            "by_state": by_state,
+            "failed_by_reason": study.db.experiments.counts_by_failure(),
+        },
+        "baseline": baseline_noise(study),
+        "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
+        "best": best_architectures(study),
+    }
+
+
+def architecture(study: StudyHandle, arch_id: int) -> dict[str, Any] | None:
+    db = study.db
+    arch = db.architecture(arch_id)
+    if arch is None:
+        return None
+    parent = db.architecture(arch.parent_id) if arch.parent_id else None
+    diff = ""
+    if parent is not None:
+        diff = "\n".join(difflib.unified_diff(
+            parent.code.splitlines(), arch.code.splitlines(), f"{parent.name}.py", f"{arch.name}.py", lineterm="",
+        ))
+    score = db.score(arch_id, EXPLORE, study.preset.name)
+    return {
+        "id": arch.id,
+        "name": arch.name,
+        "origin": arch.origin,
+        "parent": {"id": parent.id, "name": parent.name} if parent else None,
+        "motivation": arch.motivation,
+        "genome": arch.genome,
+        "code": arch.code,
+        "diff": diff,
+        "runs": [
+            {"stage": r.stage, "preset": r.preset, "seed": r.seed, "status": r.status, "failure": r.failure_kind,
+             "val_loss": r.val_loss, "benchmark": r.benchmark, "params": r.params, "tokens_per_s": r.tokens_per_s,
+             "message": r.result.failure.message if r.result.failure else ""}
+            for r in db.runs_for(arch_id)
+        ],
+        "score": {"fitness": score.fitness, **score.components} if score else None,
+        "analyses": [{"kind": a.kind, "text": a.text, "numbers": a.numbers} for a in db.analyses_for(arch_id)],
+    }
