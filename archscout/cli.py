@@ -57,8 +57,13 @@ def eval_cmd(
         spec = get_preset(preset, presets_file)
     except (ConfigError, ValueError) as err:
         fail(str(err))
-    with eval_progress(console, spec, quiet=as_json) as sink:
-        result = evaluate_file(path, spec, seed, class_name=class_name, device=device, progress=sink, keep_scratch=keep_scratch)
+    from archscout.evaluate.sandbox import SandboxError
+
+    try:
+        with eval_progress(console, spec, quiet=as_json) as sink:
+            result = evaluate_file(path, spec, seed, class_name=class_name, device=device, progress=sink, keep_scratch=keep_scratch)
+    except SandboxError as err:
+        fail(f"the sandbox could not start (not the candidate's fault): {err}")
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -98,6 +103,7 @@ def run_cmd(
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
 ) -> None:
     """Start or resume a study: propose, check, train, score and analyse until the budget."""
+    from archscout.evaluate.sandbox import SandboxError
     from archscout.loop import Loop
     from archscout.store.errors import StoreError
     from archscout.ui import RunView
@@ -121,7 +127,7 @@ def run_cmd(
     except KeyboardInterrupt:
         err_console.print(f"stopped; resume with: archscout run --study {study}")
         raise typer.Exit(130)
-    except StoreError as err:
+    except (StoreError, SandboxError) as err:
         fail(f"{err} — the study is intact; run the same command again to resume")
     finally:
         handle.close()

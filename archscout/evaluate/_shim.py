@@ -12,8 +12,10 @@ Roles:
 - `supervise` (inside bwrap, or directly in the fallback mode): join the cgroup if given, become a
   child subreaper, fork COMMAND with the resource limits applied, wait for it, then kill every
   descendant still alive (orphans are re-parented to us, so a grandchild that called setsid cannot
-  hide), and report one JSON line on the status pipe: exit code or signal, CPU seconds, peak RSS and
-  how many survivors were killed. The command's parent is this process, not archscout, so
+  hide), and report on the status pipe, as JSON lines, that it started and then the exit code or
+  signal, CPU seconds, peak RSS and how many survivors were killed. When archscout dies (the
+  lifeline pipe reaches EOF, or, in the fallback, the parent-death signal arrives) it takes the tree
+  down: SIGTERM, then SIGKILL. The command's parent is this process, not archscout, so
   `os.kill(os.getppid(), SIGKILL)` kills the supervisor, never the study.
 
 It does not decide anything: every limit is computed by the parent and passed as `key=value`
@@ -23,6 +25,7 @@ it avoids `json` and `signal` (both pull in `re`/`enum`): the status line is for
 """
 
 import _signal as signal
+import _thread
 import ctypes
 import os
 import resource
@@ -156,6 +159,8 @@ def supervise(cfg: dict, argv: list[str]) -> int:
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != cfg["parent_pid"]:
             return 1
+    if "lifeline_fd" in cfg:
+        os.set_inheritable(cfg["lifeline_fd"], False)
 
     if stopping:
         return 143
@@ -165,6 +170,11 @@ def supervise(cfg: dict, argv: list[str]) -> int:
     target = os.fork()
     if target == 0:
         _exec_command(cfg, argv, supervisor)
+    if "lifeline_fd" in cfg:
+        # Only archscout holds the write end, so EOF here means archscout is gone, whichever thread
+        # started us and however far bwrap had got (its own die-with-parent has a start-up race).
+        # Started after the fork: forking a threaded process is what CPython warns against.
+        _thread.start_new_thread(_watch_lifeline, (cfg["lifeline_fd"],))
     while True:
         try:
             pid, wstatus, usage = os.wait4(-1, 0)
@@ -188,6 +198,12 @@ def supervise(cfg: dict, argv: list[str]) -> int:
     return code
 
 
+def _watch_lifeline(fd: int) -> None:
+    while os.read(fd, 1):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _report(fd: int, report: dict) -> None:
     # every value is a number, so this is valid JSON
     os.write(fd, ("{" + ", ".join(f'"{k}": {v}' for k, v in report.items()) + "}\n").encode())
@@ -200,7 +216,7 @@ def parse_config(items: list[str]) -> dict:
         if key == "rlimit":
             name, soft, hard = value.split(":")
             cfg["rlimit"].append((name, int(soft), int(hard)))
-        elif key in ("status_fd", "parent_pid"):
+        elif key in ("status_fd", "lifeline_fd", "parent_pid"):
             cfg[key] = int(value)
         elif key == "grace_s":
             cfg[key] = float(value)

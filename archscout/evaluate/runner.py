@@ -132,6 +132,8 @@ def _run_phase(
             result_name="result.json",
             extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
             poll=_ProgressTail(scratch / "progress.jsonl", progress),
+            # the sandbox has a private /tmp: a cache placed there must be bound in explicitly
+            ro_binds=[cache_dir],
         )
         return _validate(outcome, base), outcome.wall_s, outcome.isolation
     finally:
@@ -158,6 +160,7 @@ def run_phase(
     preset = absolute_corpora(preset)
     base = {"candidate_hash": code_hash(path.read_text()), "preset": preset.name, "seed": seed}
     cache_dir = cache_dir or default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if phase == "train":
         prepare_tasks(preset, cache_dir)
     if progress:

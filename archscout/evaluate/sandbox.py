@@ -21,11 +21,12 @@ Two isolation levels, probed once (`probe_isolation`) and reported in every outc
 
 In both, a supervisor (`_shim.py`) sits between archscout and the command: it applies the rlimits,
 is a child subreaper, kills every descendant left when the command exits and reports the exact exit
-status. A command that kills its parent kills the supervisor, never the study; a failure before the
-command starts raises `SandboxError` rather than being blamed on the command. The parent also keeps
-a psutil record of the tree and, where it may (root on cgroup v1, or a v2 root with the pids
-controller), a pids cgroup per run; on timeout, Ctrl-C or interpreter exit the tree gets SIGTERM,
-then SIGKILL after `grace_s`.
+status. It watches a lifeline pipe whose only writer is archscout, so when archscout dies, by any
+means, the tree goes too. A command that kills its parent kills the supervisor, never the study; a
+failure before the command starts raises `SandboxError` rather than being blamed on the command. The
+parent also keeps a psutil record of the tree and, where it may (root on cgroup v1, or a v2 root
+with the pids controller), a pids cgroup per run; on timeout, Ctrl-C or interpreter exit the tree
+gets SIGTERM, then SIGKILL after `grace_s`.
 
 Limits (`LimitSpec`; 0 disables one): memory_mb -> RLIMIT_AS, cpu_s -> RLIMIT_CPU (SIGXCPU, SIGKILL
 5 s later), file_mb -> RLIMIT_FSIZE, nofile -> RLIMIT_NOFILE, output_kb -> the head and tail kept of
@@ -288,12 +289,12 @@ def _kill_live_runs() -> None:
 
 
 def _command(argv: list[str], level: str, scratch: Path, limits: LimitSpec, grace_s: float,
-             status_fd: int, cgroup: PidsCgroup | None, ro_binds: Sequence[Path],
+             fds: tuple[int, int], cgroup: PidsCgroup | None, ro_binds: Sequence[Path],
              rw_binds: Sequence[Path]) -> list[str]:
     shim = [sys.executable, "-I", "-S", SHIM]
     joins = [f"cgroup={cgroup.path}"] if cgroup is not None else []
     cfg = [f"rlimit={name}:{soft}:{hard}" for name, soft, hard in _rlimits(limits, level)]
-    cfg += [f"status_fd={status_fd}", f"grace_s={grace_s}"]
+    cfg += [f"status_fd={fds[0]}", f"lifeline_fd={fds[1]}", f"grace_s={grace_s}"]
     if level == "fallback":
         cfg += [*joins, f"parent_pid={os.getpid()}", f"drop_caps={int(os.geteuid() == 0)}"]
         return [*shim, "supervise", *cfg, "--", *argv]
@@ -335,21 +336,25 @@ def run_sandboxed(
     result_path = scratch / result_name
     cgroup = PidsCgroup.create(limits.nproc + HELPER_TASKS) if limits.nproc > 0 else None
     status_r, status_w = os.pipe()
-    cmd = _command(argv, level, scratch, limits, grace_s, status_w, cgroup, ro_binds, rw_binds)
+    lifeline_r, lifeline_w = os.pipe()  # we keep the write end until the tree is gone
+    cmd = _command(argv, level, scratch, limits, grace_s, (status_w, lifeline_r), cgroup,
+                   ro_binds, rw_binds)
     out, err = HeadTail(limits.output_kb * 1024), HeadTail(limits.output_kb * 1024)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, cwd=scratch, env=child_env(scratch, result_path, extra_env),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
-                                pass_fds=(status_w,))
+                                pass_fds=(status_w, lifeline_r))
     except BaseException:
         os.close(status_r)
+        os.close(lifeline_w)
         if cgroup is not None:
             cgroup.remove()
         raise
     finally:
         os.close(status_w)
+        os.close(lifeline_r)
     readers = [threading.Thread(target=pump, args=pair, daemon=True)
                for pair in ((proc.stdout, out), (proc.stderr, err))]
     for reader in readers:
@@ -379,6 +384,7 @@ def run_sandboxed(
             reader.join(timeout=2.0)
         status = read_status(status_r)
         os.close(status_r)
+        os.close(lifeline_w)
     if not status.get("started"):
         raise SandboxError(f"the sandbox could not start the command ({level}): "
                            f"{_error_tail(err.text(), 5) or 'no message'}")

@@ -97,6 +97,11 @@ class Genome(BaseModel):
         """The mixed paths, memory first (the order the emitted router uses)."""
         return ["memory"] + ["local"] * self.local_path + ["direct"] * self.direct_path
 
+    @property
+    def normalized_readout(self) -> bool:
+        """Positive features on a linear-attention memory: reads are divided by the matching key sum."""
+        return self.memory in ("linear", "decay_linear") and self.feature_map in POSITIVE_FEATURES
+
     def problems(self) -> list[str]:
         """Why this combination cannot be emitted as a sound mixer; empty when valid."""
         found = []
@@ -195,8 +200,16 @@ MEMORY_PHRASE = {
 FEATURE_PHRASE = {"silu_l2": "SiLU+L2", "identity_l2": "L2", "elu1": "elu+1", "relu": "ReLU"}
 BETA_PHRASE = {"sigmoid": "sigmoid", "neg": "2*sigmoid", "constant": "per-head constant"}
 DECAY_PHRASE = {"mamba2": "Mamba-2 decay", "logsigmoid": "log-sigmoid gate", "fixed": "fixed decay"}
-ROUTER_PHRASE = {"softmax": "softmax router", "sigmoid": "sigmoid gates", "hierarchical": "hierarchical router"}
-OUTPUT_PHRASE = {"rmsnorm_silu": "RMSNorm+SiLU gate", "rmsnorm": "RMSNorm", "sigmoid_gate": "sigmoid output gate"}
+ROUTER_PHRASE = {
+    "softmax": "softmax router",
+    "sigmoid": "sigmoid gates",
+    "hierarchical": "hierarchical router",
+}
+OUTPUT_PHRASE = {
+    "rmsnorm_silu": "RMSNorm+SiLU gate",
+    "rmsnorm": "RMSNorm",
+    "sigmoid_gate": "sigmoid output gate",
+}
 
 
 def gene_values(gene: str) -> tuple[Any, ...]:

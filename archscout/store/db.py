@@ -214,6 +214,10 @@ class StudyDB:
         )
         return [Architecture.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
 
+    def architectures_by_origin(self, origin: str, *, conn: Connection | None = None) -> list[Architecture]:
+        stmt = select(s.architectures).where(s.architectures.c.origin == origin).order_by(s.architectures.c.id)
+        return [Architecture.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
+
     def children_of(self, arch_id: int, *, conn: Connection | None = None) -> list[Architecture]:
         stmt = (
             select(s.architectures)

@@ -232,14 +232,13 @@ def upgrade(engine: Engine, target: int | None = None) -> int:
         with engine.begin() as conn:
             _lock_for_migration(conn)
             # re-read under the lock: another process may have applied it while we waited
-            if current_version(conn) >= migration.version:
-                continue
-            migration.apply(conn)
-            conn.execute(
-                insert(schema_migrations).values(
-                    version=migration.version, name=migration.name, applied_at=utcnow()
+            if current_version(conn) < migration.version:
+                migration.apply(conn)
+                conn.execute(
+                    insert(schema_migrations).values(
+                        version=migration.version, name=migration.name, applied_at=utcnow()
+                    )
                 )
-            )
         version = migration.version
     return version
 

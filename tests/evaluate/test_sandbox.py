@@ -243,26 +243,26 @@ def test_ctrl_c_in_the_parent_takes_the_tree_down(token, scratch, isolation):
 
 @pytest.mark.parametrize("isolation", BOTH)
 def test_the_tree_dies_with_the_archscout_process(token, tmp_path, isolation):
+    sleeper = "import pathlib, time; pathlib.Path('up').touch(); time.sleep(60)"
     driver = textwrap.dedent(f"""
         import sys
         from pathlib import Path
         from archscout.config import LimitSpec
         from archscout.evaluate.sandbox import run_sandboxed
-        print("started", flush=True)
-        run_sandboxed([sys.executable, "-c", "import time; time.sleep(60)", {token!r}],
+        run_sandboxed([sys.executable, "-c", {sleeper!r}, {token!r}],
                       scratch=Path({str(tmp_path)!r}), limits=LimitSpec(), timeout_s=60,
                       isolation={isolation!r})
     """)
-    parent = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).parents[2])
-    assert parent.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 20
-    while not processes_with(token):
+    parent = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).parents[2])
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "up").exists():
         assert time.monotonic() < deadline, "the sandboxed sleeper never started"
+        assert parent.poll() is None, "the driver died before the sleeper started"
         time.sleep(0.05)
+    assert processes_with(token)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while processes_with(token):
         assert time.monotonic() < deadline, "the sandboxed sleeper outlived its parent"
         time.sleep(0.05)
@@ -302,6 +302,27 @@ def outcome_of(returncode=1, sig=None, stderr="", **flags) -> sandbox.SandboxOut
 def test_classify_maps_each_ending_to_its_failure_kind(outcome, kind, words):
     got, message = classify(outcome)
     assert got is kind and words in message
+
+
+def test_the_supervisor_takes_the_tree_down_when_its_lifeline_closes(token):
+    # the lifeline alone (no parent-death signal): it covers bwrap's start-up race, and threads
+    status_r, status_w = os.pipe()
+    lifeline_r, lifeline_w = os.pipe()
+    shim = subprocess.Popen(
+        [sys.executable, "-I", "-S", sandbox.SHIM, "supervise", f"status_fd={status_w}",
+         f"lifeline_fd={lifeline_r}", "grace_s=1", "--",
+         sys.executable, "-c", "import time; time.sleep(60)", token],
+        pass_fds=(status_w, lifeline_r))
+    os.close(status_w)
+    os.close(lifeline_r)
+    try:
+        assert os.read(status_r, 100).startswith(b'{"started": 1}')
+        os.close(lifeline_w)
+        assert shim.wait(timeout=10) == 128 + signal.SIGTERM
+        assert processes_with(token) == []
+    finally:
+        shim.kill()
+        os.close(status_r)
 
 
 @needs_netns

@@ -7,7 +7,8 @@ import pytest
 
 from archscout.propose.base import ArchView, ProposalContext
 from archscout.propose.genome import GENES, Change, Genome, crossover, gene_values, mutate
-from archscout.propose.mutate import GENE_LABEL, OfflineProposer, _label, emit, make_name, motivation
+from archscout.propose.mutate import OfflineProposer, emit, make_name
+from archscout.propose.rationale import GENE_LABEL, label, motivation
 from archscout.space import ops
 
 BASELINES = Path(__file__).resolve().parents[2] / "archscout" / "space" / "baselines"
@@ -130,14 +131,14 @@ def test_motivation_names_the_parent_and_every_change():
         assert text.startswith(f"Parent P uses {parent.describe()}; ") and text.endswith(".")
         for change in changes:
             if change.gene in ("local_path", "direct_path"):
-                verb = "adding" if change.new else "dropping"
-                assert f"{verb} {GENE_LABEL[change.gene].replace('the ', 'a ' if change.new else 'the ')}" in text
+                path = change.gene.removesuffix("_path")
+                assert (f"adding a {path} path" if change.new else f"dropping the {path} path") in text
             elif change.gene == "local_kernel" and change.cause == "woken":
                 assert f"over {change.new} tokens" in text
             else:
-                assert _label(change.gene, change.new) in text
+                assert label(change.gene, change.new) in text
             if change.cause == "chosen" and change.gene not in ("local_path", "direct_path"):
-                assert f"switching {GENE_LABEL[change.gene]} from {_label(change.gene, change.old)}" in text
+                assert f"switching {GENE_LABEL[change.gene]} from {label(change.gene, change.old)}" in text
 
 
 def test_proposal_motivation_starts_from_the_parent():
@@ -176,7 +177,8 @@ def test_deltanet_baseline_parent_is_read_as_the_default_genome():
     ctx = ProposalContext(parent=arch("DeltaNet", None, code))
     proposal = OfflineProposer(crossover_rate=0.0).propose(ctx, random.Random(7))
     child = Genome.model_validate(proposal.genome)
-    assert proposal.origin == "offline" and proposal.motivation.startswith("Parent DeltaNet is a seed baseline")
+    assert proposal.origin == "offline"
+    assert proposal.motivation.startswith("Parent DeltaNet is a seed baseline")
     assert 1 <= len(visible_diff(Genome.default(), child)) <= 4  # 1-2 chosen changes, plus repairs
     assert proposal.name in proposal.code and proposal.code == emit(child, proposal.name)
 
@@ -210,8 +212,8 @@ def test_proposals_avoid_the_parent_and_references_they_were_shown():
     )
     shown = {g.canonical() for g in [parent, *references]}
     for seed in range(30):
-        child = Genome.model_validate(OfflineProposer(crossover_rate=0.5).propose(ctx, random.Random(seed)).genome)
-        assert child.canonical() not in shown
+        proposal = OfflineProposer(crossover_rate=0.5).propose(ctx, random.Random(seed))
+        assert Genome.model_validate(proposal.genome).canonical() not in shown
 
 
 def test_crossover_proposals_mix_the_parent_and_a_reference():
