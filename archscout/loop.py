@@ -259,8 +259,13 @@ class Loop:
             path.write_text(code)
             return run_phase(
                 phase, path, self.preset, seed, device=self.cfg.device,
-                baseline_params=self.ref_params(), references=self.references, progress=self.events,
+                baseline_params=self.ref_params(), references=self.references, progress=self._progress,
             )
+
+    def _progress(self, event: dict) -> None:
+        if "task" in event:
+            _fault("during:train")
+        self.events(event)
 
     def _evaluate(self, code: str, seed: int) -> RunResult:
         probed = self._phase("probe", code, seed)

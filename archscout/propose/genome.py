@@ -21,9 +21,12 @@ decay is retention; a hierarchical router needs both extra paths): `problems` na
 fixes them, and every genome this module returns is valid. `active_genes` says which genes change the
 emitted code, so a mutation never touches a gene that would leave the file unchanged.
 
+`mutate` changes one or two active genes; `crossover` is uniform over genes. Both return valid
+genomes and record every change (`Change`), including the ones a choice caused.
+
 Not here: the chunk size (chunkwise kernels are exact for any chunk size, and the evaluator passes the
-preset's `chunk_size` to every mixer, so a gene would change nothing), code emission and the
-motivation text (mutate.py).
+preset's `chunk_size` to every mixer, so a gene would change nothing), code emission (mutate.py) and
+the motivation text (rationale.py).
 """
 
 from __future__ import annotations

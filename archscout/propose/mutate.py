@@ -3,8 +3,11 @@
 It evolves `Genome`s (genome.py) instead of writing code freely: the parent's genome is mutated (or,
 now and then, crossed with a reference's), and `emit` renders the child as a complete, readable
 candidate file from `templates/candidate.py.j2`: one nn.Module subclass named after the design,
-plain helper functions, the same `archscout.space.ops` imports as the hand-written baselines. The
-motivation is written from the changes made (rationale.py).
+plain helper functions, the same `archscout.space.ops` imports as the hand-written baselines.
+`Genome.default()` emits DeltaNet exactly (same parameters, creation order and initialisation, so the
+same outputs for a seed), and Gated DeltaNet is one gene away. The motivation is written from the
+changes made (rationale.py). A child equal to the parent or a reference in the context is redrawn;
+feedback on a rejected attempt makes the next step two changes, and a third attempt a fresh draw.
 
 What it does not do: read code. A parent without a stored genome (a baseline, an imported or
 LLM-written file) is matched to a genome only when it is one of the delta-rule seed baselines;

@@ -1,0 +1,132 @@
+"""The discovery loop end to end at the smoke preset: a short study completes and stores a
+consistent record, and a study SIGKILLed at several points resumes with nothing lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from archscout.loop import Loop
+from archscout.study import open_study
+
+# bm25 keeps these tests independent of the embedding model's load time; both backends are
+# covered by the novelty tests
+TEST_CONFIG = {
+    "preset": "smoke",
+    "baseline_seeds": 2,
+    "novelty.backend": "bm25",
+}
+
+
+def _check_consistent(folder: Path, budget: int) -> dict:
+    """Every experiment finished exactly once, with exactly the rows its final state implies."""
+    handle = open_study(folder, create=False)
+    try:
+        db, exps = handle.db, handle.db.experiments
+        rows = [exps.by_seq(seq) for seq in range(1, budget + 1)]
+        assert all(r is not None for r in rows), "an experiment number is missing"
+        assert exps.by_seq(budget + 1) is None, "more experiments than the budget"
+        assert exps.open_experiments() == []
+        counts = exps.counts_by_state()
+        assert sum(counts.values()) == budget
+        for exp in rows:
+            assert exp.state in ("done", "failed")
+            if exp.state == "done":
+                arch = db.architecture(exp.architecture_id)
+                assert arch.experiment_id == exp.id
+                runs = db.runs_for(arch.id, "explore", "smoke")
+                assert len(runs) == 1 and runs[0].status == "ok"
+                assert db.score(arch.id, "explore", "smoke") is not None
+                assert len(db.analyses_for(arch.id)) == 1
+            else:
+                assert exp.failure_reason
+        # no architecture without an experiment except the baseline, and none stored twice
+        assert len(db.architectures_by_origin("baseline")) == 1
+        stored = db.counts()
+        with_arch = [exp for exp in rows if exp.architecture_id is not None]
+        assert stored["architectures"] == 1 + len(with_arch)
+        assert len({exp.architecture_id for exp in with_arch}) == len(with_arch)
+        baseline_runs = len(db.runs_for(db.architectures_by_origin("baseline")[0].id))
+        assert stored["runs"] == baseline_runs + sum(len(db.runs_for(e.architecture_id)) for e in with_arch)
+        assert stored["scores"] == 1 + counts.get("done", 0)
+        return {"counts": counts, "stored": stored}
+    finally:
+        handle.close()
+
+
+def test_short_study_runs_scores_analyses_and_updates_the_pool(tmp_path):
+    folder = tmp_path / "study"
+    handle = open_study(folder, {**TEST_CONFIG, "budget": 4})
+    events: list[dict] = []
+    try:
+        loop = Loop(handle, events=events.append)
+        counts = loop.run()
+        assert sum(counts.values()) == 4
+        assert counts.get("done", 0) >= 3, counts
+        ref = loop.ref
+        assert ref.n == 2 and ref.val_loss_std > 0
+        # smoke scales the cold start to 2 experiments and re-ranks every 2: the pool moved
+        assert handle.db.latest_pool_version().version >= 2
+        assert any(e.get("stage") == "pool" for e in events)
+        children = handle.db.children_of(1)
+        assert children and all(c.origin == "offline" for c in children)
+    finally:
+        handle.close()
+    _check_consistent(folder, 4)
+    status = subprocess.run(
+        [sys.executable, "-m", "archscout.cli", "status", "--study", str(folder), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    data = json.loads(status.stdout)
+    assert data["experiments"]["total"] == 4
+    assert data["baseline"]["val_loss"]["n"] == 2
+    assert data["best"] and data["best"][0]["fitness"] >= data["best"][-1]["fitness"]
+
+
+def _run_cli(folder: Path, budget: int, fault: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "ARCHSCOUT_FAULT"}
+    if fault:
+        env["ARCHSCOUT_FAULT"] = fault
+    sets = [arg for key, value in TEST_CONFIG.items() for arg in ("--set", f"{key}={value}")]
+    return subprocess.run(
+        [sys.executable, "-m", "archscout.cli", "run", "--study", str(folder), "--budget", str(budget), *sets],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _workers_alive() -> list[psutil.Process]:
+    alive = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "archscout.evaluate.worker" in cmd:
+            alive.append(proc)
+    return alive
+
+
+def test_sigkill_at_any_point_then_run_again_resumes_without_loss_or_duplicates(tmp_path):
+    folder = tmp_path / "study"
+    budget = 3
+    # in the order the loop reaches them: inside the proposal's commit, during training, after
+    # training before its commit, inside the evaluation's and the score's commits
+    for fault in ("commit:proposed", "during:train", "after:train", "commit:evaluated", "commit:scored"):
+        proc = _run_cli(folder, budget, fault)
+        assert proc.returncode == -signal.SIGKILL, (fault, proc.returncode, proc.stderr[-2000:])
+        # the sandboxed worker of a killed loop does not outlive it
+        for survivor in _workers_alive():
+            try:
+                survivor.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                pytest.fail(f"worker {survivor.pid} survived the loop's SIGKILL at {fault}")
+    final = _run_cli(folder, budget, None)
+    assert final.returncode == 0, final.stderr[-2000:]
+    summary = _check_consistent(folder, budget)
+    # one explore run per done experiment plus the baseline's seeds: nothing counted twice
+    done = summary["counts"].get("done", 0)
+    assert done >= 1
