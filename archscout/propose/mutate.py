@@ -61,8 +61,7 @@ MEMORY_ARGS = {
 MEMORY_DESIGN = {
     "delta": "delta rule: S_t = (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, o_t = S_t^T q_t",
     "gated_delta": "gated delta rule: S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T",
-    "decay_linear": "linear attention with a data-dependent decay per head (GLA-style): "
-    "S_t = exp(g_t) S_{t-1} + k_t v_t^T",
+    "decay_linear": "decayed linear attention (GLA-style): S_t = exp(g_t) S_{t-1} + k_t v_t^T",
     "linear": "linear attention without decay: S_t = S_{t-1} + k_t v_t^T",
     "retention": "retention: S_t = gamma_h S_{t-1} + k_t v_t^T with a fixed gamma_h per head",
 }
