@@ -23,7 +23,7 @@ CONFIG_NAME = "study.toml"
 
 # Cold start and batching scaled to the preset, so a demo-length run at `tiny` shows pool updates;
 # `paper` keeps ASI-Arch's 200 / 50.
-POOL_SCALE = {"smoke": (2, 2), "tiny": (4, 3), "small": (20, 10), "paper": (200, 50)}
+POOL_SCALE = {"smoke": (2, 2), "tiny": (3, 2), "small": (20, 10), "paper": (200, 50)}
 
 
 class NoveltyConfig(BaseModel):
@@ -42,7 +42,7 @@ class StudyConfig(BaseModel):
     baseline_seeds: int = Field(3, ge=1)  # the noise floor: baseline runs over these seeds
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
-    budget: int = Field(20, ge=0)  # experiments to run in total
+    budget: int = Field(6, ge=0)  # experiments to run in total (6 at tiny is the ~30-minute demo)
     proposer: Literal["offline"] = "offline"
     device: str = "auto"
     pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset
