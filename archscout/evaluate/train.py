@@ -83,7 +83,8 @@ class Monitor:
             if median > self.spec.slow_ratio * base_time:
                 raise MonitorStop(
                     FailureKind.too_slow,
-                    f"median step time {median:.3f}s is over {self.spec.slow_ratio} x the baseline's {base_time:.3f}s",
+                    f"median step time {median:.3f}s at step {step} is over {self.spec.slow_ratio} x the "
+                    f"baseline's {base_time:.3f}s",
                 )
 
 
