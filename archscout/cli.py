@@ -104,7 +104,7 @@ def run_cmd(
 ) -> None:
     """Start or resume a study: propose, check, train, score and analyse until the budget."""
     from archscout.evaluate.sandbox import SandboxError
-    from archscout.loop import Loop
+    from archscout.loop import BaselineFailed, Loop
     from archscout.store.errors import StoreError
     from archscout.ui import RunView
 
@@ -129,6 +129,8 @@ def run_cmd(
         raise typer.Exit(130)
     except (StoreError, SandboxError) as err:
         fail(f"{err} — the study is intact; run the same command again to resume")
+    except BaselineFailed as err:
+        fail(str(err))
     finally:
         handle.close()
     console.print(
@@ -147,9 +149,15 @@ def add_cmd(
 
     if not file.is_file():
         fail(f"no such file: {file}")
+    from archscout.evaluate.sandbox import SandboxError
+    from archscout.loop import BaselineFailed
+    from archscout.store.errors import StoreError
+
     handle = _open(study, create=True)
     try:
         exp = Loop(handle).add_user_file(file)
+    except (BaselineFailed, StoreError, SandboxError) as err:
+        fail(str(err))
     finally:
         handle.close()
     if exp.state == "failed":

@@ -37,6 +37,10 @@ Events = Callable[[dict], None]
 EXPLORE = "explore"
 
 
+class BaselineFailed(RuntimeError):
+    """The study's baseline itself failed: nothing can be scored against it."""
+
+
 def _fault(point: str) -> None:
     """Test hook: `ARCHSCOUT_FAULT=point` SIGKILLs this process there (crash-resume tests)."""
     if os.environ.get("ARCHSCOUT_FAULT") == point:
@@ -74,7 +78,9 @@ class Loop:
             self.events({"stage": "baseline", "seed": seed, "of": len(seeds)})
             result = self._evaluate(code, seed)
             if not result.ok:
-                raise RuntimeError(f"the baseline failed on seed {seed}: {result.failure.message}")
+                raise BaselineFailed(
+                    f"the baseline {path.name} failed on seed {seed} ({result.failure.kind.value}): {result.failure.message}"
+                )
             self.db.add_run(self.baseline_id, EXPLORE, result)
         runs = [r.result for r in self.db.runs_for(self.baseline_id, EXPLORE, self.preset.name) if r.status == "ok"]
         self.ref = baseline_ref_from_runs(runs)

@@ -61,6 +61,7 @@ def _check_consistent(folder: Path, budget: int) -> dict:
         handle.close()
 
 
+@pytest.mark.timeout(600)
 def test_short_study_runs_scores_analyses_and_updates_the_pool(tmp_path):
     folder = tmp_path / "study"
     handle = open_study(folder, {**TEST_CONFIG, "budget": 4})
@@ -110,6 +111,7 @@ def _workers_alive() -> list[psutil.Process]:
     return alive
 
 
+@pytest.mark.timeout(900)
 def test_sigkill_at_any_point_then_run_again_resumes_without_loss_or_duplicates(tmp_path):
     folder = tmp_path / "study"
     budget = 3
