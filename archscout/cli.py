@@ -212,6 +212,50 @@ def show_cmd(
         render_architecture(console, data)
 
 
+@app.command("verify")
+def verify_cmd(
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+    top: Optional[int] = typer.Option(None, help="re-evaluate this many of the best explored architectures"),
+    seeds: Optional[int] = typer.Option(None, help="fresh seeds per architecture (never used in exploration)"),
+    preset: Optional[str] = typer.Option(None, help="verify at this preset (default: the study's)"),
+) -> None:
+    """Re-evaluate the best architectures over fresh seeds; FDR-controlled test against the baseline."""
+    from rich.live import Live
+
+    from archscout.evaluate.sandbox import SandboxError
+    from archscout.store.errors import StoreError
+    from archscout.ui import RunView, render_verification
+    from archscout.verify import Verifier
+
+    handle = _open(study)
+    view = RunView(console, 0, 0)
+    try:
+        with Live(view, console=console, refresh_per_second=4, transient=True):
+            result = Verifier(handle, view.event).run(top, seeds, preset)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped; finished seeds are kept: archscout verify --study {study} resumes")
+        raise typer.Exit(130)
+    except (ConfigError, StoreError, SandboxError, ValueError) as err:
+        fail(str(err))
+    finally:
+        handle.close()
+    render_verification(console, result)
+
+
+@app.command("report")
+def report_cmd(study: Path = typer.Option(Path("study"), "--study", help="study folder")) -> None:
+    """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
+    from archscout.report import write_report
+
+    handle = _open(study)
+    try:
+        paths = write_report(handle)
+    finally:
+        handle.close()
+    for name, path in paths.items():
+        console.print(f"{name:<18} {path}", highlight=False)
+
+
 def _exit_for(result: RunResult) -> None:
     if not result.ok:
         err_console.print(f"[bold red]failed[/] ({result.failure.kind.value}): {result.failure.message}", highlight=False)

@@ -226,6 +226,12 @@ class Loop:
             exp = self.sample()
             self.events({"stage": "start", "seq": exp.seq})
             exp = self.run_experiment(exp)
+            every = self.cfg.verify.every
+            if every and self.experiments_counted() % every == 0:
+                from archscout.verify import Verifier
+
+                self.events({"stage": "verification pass"})
+                Verifier(self.study, self.events).run()
             top = self.db.top_scores(EXPLORE, self.preset.name, 1)
             self.events({
                 "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,

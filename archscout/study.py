@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archscout.analyze.fitness import FitnessConfig
+from archscout.analyze.stats import VerificationRule
 from archscout.config import ConfigError, Preset, get_preset
 from archscout.store.db import StudyDB, open_study_db
 from archscout.store.pool import PoolPolicy
@@ -33,6 +34,17 @@ class NoveltyConfig(BaseModel):
     max_attempts: int = 4  # proposals per experiment before it fails as a duplicate
 
 
+class VerifyConfig(BaseModel):
+    """The verification stage (verify.py); its rule is written into the study's config."""
+
+    model_config = ConfigDict(extra="forbid")
+    top: int = Field(2, ge=1)  # architectures re-evaluated per verification pass
+    seeds: int = Field(3, ge=2)  # fresh seeds per architecture
+    preset: str | None = None  # None = the study's preset
+    every: int | None = None  # also verify inside `archscout run` every this many experiments
+    rule: VerificationRule = Field(default_factory=VerificationRule)
+
+
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
@@ -48,6 +60,7 @@ class StudyConfig(BaseModel):
     pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     def pool_policy(self) -> PoolPolicy:
         if self.pool is not None:

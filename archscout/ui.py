@@ -51,7 +51,10 @@ def eval_progress(console: Console, preset: Preset, quiet: bool = False) -> Iter
 
 
 def _fmt(value, fmt: str = "{:.4f}") -> str:
-    return "—" if value is None else fmt.format(value)
+    if value is None:
+        return "—"
+    # NaN travels through JSON as the string "NaN"
+    return value if isinstance(value, str) else fmt.format(value)
 
 
 def render_result(console: Console, result: RunResult, title: str = "") -> None:
@@ -206,3 +209,25 @@ def render_architecture(console: Console, data: dict) -> None:
         console.print(Syntax(data["diff"], "diff", word_wrap=True))
     console.print("[bold]code[/]")
     console.print(Syntax(data["code"], "python", line_numbers=True))
+
+
+def render_verification(console: Console, result: dict) -> None:
+    rule = result["rule"]
+    table = Table(title=(f"verification at {result['preset']}: {rule['primary']} vs the baseline over seeds "
+                         f"{result['baseline_seeds']}; BH q ≤ {rule['q']}, not worse on {rule['secondary']}"))
+    for col in ("id", "name", "seeds", "effect on " + rule["primary"] + " [95% CI]", "q", "discovery", "reason"):
+        table.add_column(col)
+    for row in result["architectures"]:
+        cmp = row["comparisons"].get(rule["primary"], {})
+        effect = "—" if not cmp else f"{cmp['effect']:+.4f} [{cmp['ci_low']:+.4f}, {cmp['ci_high']:+.4f}]"
+        verdict = row["verdict"]
+        table.add_row(str(row["id"]), row["name"], str(len(row["seeds"])), effect, _fmt(verdict["q_value"], "{:.3g}"),
+                      "[green]yes[/]" if verdict["discovery"] else "no", Text(verdict["reason"]))
+    console.print(table)
+    found = [r for r in result["architectures"] if r["verdict"]["discovery"]]
+    if found:
+        console.print(f"[bold green]{len(found)} verified discover{'y' if len(found) == 1 else 'ies'}[/]: "
+                      + ", ".join(f"#{r['id']} {r['name']}" for r in found), highlight=False)
+    else:
+        console.print("[bold]No verified discoveries[/]: no architecture beat the baseline beyond its seed noise "
+                      "under the FDR-controlled test. Single-run exploration gains did not survive re-evaluation.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -195,3 +196,11 @@ def evaluate_file(path: Path, preset: Preset, seed: int = 0, **options) -> RunRe
     result = merge_phases(probed, trained)
     result.wall_s["total"] = time.perf_counter() - started
     return result
+
+
+def evaluate_source(code: str, preset: Preset, seed: int = 0, **options) -> RunResult:
+    """`evaluate_file` for source text held in memory (from the study database)."""
+    with tempfile.TemporaryDirectory(prefix="archscout-cand-") as tmp:
+        path = Path(tmp) / "candidate.py"
+        path.write_text(code)
+        return evaluate_file(path, preset, seed, **options)

@@ -276,6 +276,17 @@ class StudyDB:
         stmt = stmt.order_by(t.c.stage, t.c.preset, t.c.seed)
         return [Run.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
 
+    def architectures_with_runs(self, stage: str, preset: str, *, conn: Connection | None = None) -> list[int]:
+        """Ids of architectures with at least one run at (stage, preset), in id order."""
+        t = s.runs
+        stmt = select(t.c.architecture_id).where(t.c.stage == stage, t.c.preset == preset).distinct()
+        return sorted(r.architecture_id for r in self.fetch_all(stmt, conn))
+
+    def run_timeline(self, *, conn: Connection | None = None) -> list[Run]:
+        """Every run in the order it was stored (for compute-vs-discoveries curves)."""
+        stmt = select(s.runs).order_by(s.runs.c.created_at, s.runs.c.id)
+        return [Run.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
+
     # -- scores ----------------------------------------------------------------------------------
 
     def add_score(
