@@ -49,6 +49,9 @@ class Monitor:
     spec: MonitorSpec
     reference: TaskReference | None
     warmup_steps: int
+    # only language modelling: on a synthetic task a candidate that leaves the recall plateau
+    # sooner than the baseline legitimately has a loss far below the baseline's at the same step
+    check_leak: bool = True
     initial_loss: float | None = None
     step_times: list[float] = field(default_factory=list)
 
@@ -71,7 +74,7 @@ class Monitor:
                 f"loss exploded at step {step}: {loss:.3f} > {self.spec.explode_ratio} x initial {self.initial_loss:.3f}",
             )
         ref = self._reference_loss(step)
-        if ref is not None and step >= self.spec.leak_min_step and loss < self.spec.leak_ratio * ref:
+        if self.check_leak and ref is not None and step >= self.spec.leak_min_step and loss < self.spec.leak_ratio * ref:
             raise MonitorStop(
                 FailureKind.leak_suspect,
                 f"loss {loss:.3f} at step {step} is below {self.spec.leak_ratio} x the baseline's {ref:.3f}",
@@ -119,7 +122,7 @@ def train_task(
     torch.manual_seed(seed)
     model = Backbone(mixer_cls, spec.model, data.vocab_size, chunk_size=preset.chunk_size).to(device)
     opt = torch.optim.AdamW(_param_groups(model, spec.optim.weight_decay), lr=spec.optim.lr, betas=(0.9, 0.95))
-    monitor = Monitor(preset.monitor, reference, spec.optim.warmup_steps)
+    monitor = Monitor(preset.monitor, reference, spec.optim.warmup_steps, check_leak=spec.kind == "lm")
     autocast = preset.bf16_autocast
     result = TaskResult(
         name=spec.name,

@@ -51,6 +51,13 @@ def test_monitor_stops_with_the_reason(steps, kind):
     assert str(step) in stop.value.message
 
 
+def test_fast_learning_on_a_synthetic_task_is_not_a_leak():
+    # MQAR: the baseline may still sit on the recall plateau where a better candidate has left it
+    mon = Monitor(MonitorSpec(), REFERENCE, warmup_steps=5, check_leak=False)
+    mon.check(0, 6.0, 0.1)
+    mon.check(30, 1.0, 0.1)
+
+
 def test_without_a_reference_only_absolute_rules_apply():
     mon = _monitor(reference=None)
     mon.check(0, 6.0, 5.0)
