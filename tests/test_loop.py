@@ -93,6 +93,9 @@ def test_short_study_runs_scores_analyses_and_updates_the_pool(tmp_path):
 
 def _run_cli(folder: Path, budget: int, fault: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "ARCHSCOUT_FAULT"}
+    # sandbox scratch folders (and so the workers' job paths) land here, which tells this test's
+    # workers apart from any other archscout running on the machine
+    env["TMPDIR"] = str(_scratch_root(folder))
     if fault:
         env["ARCHSCOUT_FAULT"] = fault
     sets = [arg for key, value in TEST_CONFIG.items() for arg in ("--set", f"{key}={value}")]
@@ -102,11 +105,17 @@ def _run_cli(folder: Path, budget: int, fault: str | None) -> subprocess.Complet
     )
 
 
-def _workers_alive() -> list[psutil.Process]:
+def _scratch_root(folder: Path) -> Path:
+    root = folder.parent / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _workers_alive(scratch_root: Path) -> list[psutil.Process]:
     alive = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "archscout.evaluate.worker" in cmd:
+        if "archscout.evaluate.worker" in cmd and str(scratch_root) in cmd:
             alive.append(proc)
     return alive
 
@@ -121,7 +130,7 @@ def test_sigkill_at_any_point_then_run_again_resumes_without_loss_or_duplicates(
         proc = _run_cli(folder, budget, fault)
         assert proc.returncode == -signal.SIGKILL, (fault, proc.returncode, proc.stderr[-2000:])
         # the sandboxed worker of a killed loop does not outlive it
-        for survivor in _workers_alive():
+        for survivor in _workers_alive(_scratch_root(folder)):
             try:
                 survivor.wait(timeout=10)
             except psutil.TimeoutExpired:
