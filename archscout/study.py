@@ -54,7 +54,7 @@ class StudyConfig(BaseModel):
     baseline_seeds: int = Field(3, ge=1)  # the noise floor: baseline runs over these seeds
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
-    budget: int = Field(6, ge=0)  # experiments to run in total (6 at tiny is the ~30-minute demo)
+    budget: int = Field(5, ge=0)  # experiments to run in total (5 at tiny + verification is the ~30-minute demo)
     proposer: Literal["offline"] = "offline"
     device: str = "auto"
     pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset

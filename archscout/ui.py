@@ -229,5 +229,6 @@ def render_verification(console: Console, result: dict) -> None:
         console.print(f"[bold green]{len(found)} verified discover{'y' if len(found) == 1 else 'ies'}[/]: "
                       + ", ".join(f"#{r['id']} {r['name']}" for r in found), highlight=False)
     else:
-        console.print("[bold]No verified discoveries[/]: no architecture beat the baseline beyond its seed noise "
-                      "under the FDR-controlled test. Single-run exploration gains did not survive re-evaluation.")
+        console.print(f"[bold]No verified discoveries[/]: no architecture improved {rule['primary']} at "
+                      f"FDR q ≤ {rule['q']} without being significantly worse on {rule['secondary']}; "
+                      "each row's reason says which part failed.", highlight=False)
