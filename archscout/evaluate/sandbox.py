@@ -265,8 +265,9 @@ def _bwrap_argv(scratch: Path, *, file_mb: int, memory_mb: int, ro_binds: Sequen
     for dev in sorted(glob.glob("/dev/nvidia*")) + glob.glob("/dev/dri"):
         argv += ["--dev-bind", dev, dev]
     # the interpreter and this package must stay visible even when they live under /tmp
+    # (the whole package, not only this folder: `-m archscout.evaluate.worker` imports from its root)
     own = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent,
-           Path(SHIM).parent}
+           Path(SHIM).parent.parent}
     for path in sorted(p for p in own if _hidden_by_tmp(p)):
         argv += ["--ro-bind", str(path), str(path)]
     for path in ro_binds:
