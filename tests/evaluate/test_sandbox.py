@@ -60,6 +60,8 @@ def processes_with(token: str) -> list[psutil.Process]:
 def attack(name: str, token: str, scratch: Path, isolation: str, *args: str,
            limits: LimitSpec = LIMITS, timeout_s: float = 20.0, **kwargs):
     argv = [sys.executable, str(ATTACKS / f"{name}.py"), token, *args]
+    # a checkout under /tmp is hidden by the sandbox's private /tmp: show it the attack scripts
+    kwargs.setdefault("ro_binds", [ATTACKS])
     outcome = run_sandboxed(argv, scratch=scratch, limits=limits, timeout_s=timeout_s,
                             isolation=isolation, grace_s=GRACE_S, **kwargs)
     assert outcome.isolation == isolation
@@ -168,7 +170,7 @@ def test_writing_into_the_study_folder_is_refused(token, scratch, tmp_path, isol
     study = tmp_path / "study"
     study.mkdir()
     target = study / "results.db"
-    outcome = attack("write_outside", token, scratch, isolation, str(target), ro_binds=[study])
+    outcome = attack("write_outside", token, scratch, isolation, str(target), ro_binds=[study, ATTACKS])
     assert not target.exists()
     kind, message = classify(outcome)
     assert kind is FailureKind.forbidden and "Read-only file system" in message
@@ -198,7 +200,7 @@ def test_printing_1_gb_is_capped_and_the_parent_stays_small(token, scratch, isol
 def test_raising_at_import_is_an_exception_with_the_traceback_tail(token, scratch, isolation):
     argv = [sys.executable, "-m", "raise_at_import", token]
     outcome = run_sandboxed(argv, scratch=scratch, limits=LIMITS, timeout_s=20,
-                            isolation=isolation, extra_env={"PYTHONPATH": str(ATTACKS)})
+                            isolation=isolation, extra_env={"PYTHONPATH": str(ATTACKS)}, ro_binds=[ATTACKS])
     kind, message = classify(outcome)
     assert kind is FailureKind.exception
     summary, _, tail = message.partition("\n")
