@@ -142,3 +142,27 @@ def test_nan_during_training_is_stopped_by_the_monitor(tmp_path):
     assert result.status == "failed"
     assert result.failure.kind == FailureKind.nan
     assert "step" in result.failure.message
+
+
+FORGE = """
+import json, os
+{payload}
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    "payload, fragment",
+    [
+        # a well-formed result claiming success for some other candidate
+        ("json.dump({'candidate_hash': 'forged', 'preset': 'smoke', 'seed': 0, 'status': 'ok', 'val_loss': 0.01},"
+         " open(os.environ['ARCHSCOUT_RESULT'], 'w'))", "does not match"),
+        ("open(os.environ['ARCHSCOUT_RESULT'], 'w').write('{not json')", "corrupt result"),
+        ("pass", "without writing a result"),
+    ],
+)
+def test_a_forged_or_corrupt_result_is_an_invalid_result(tmp_path, payload, fragment):
+    result = _probe(_write(tmp_path, FORGE.format(payload=payload)))
+    assert result.status == "failed"
+    assert result.failure.kind == FailureKind.invalid_result
+    assert fragment in result.failure.message
