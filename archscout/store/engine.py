@@ -12,6 +12,9 @@ What is not here: the schema (schema.py), migrations (migrations.py) and queries
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -54,6 +57,24 @@ def make_engine(path_or_url: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_
     return engine
 
 
+def _switch_to_wal(cur, busy_timeout_ms: int) -> None:
+    """Switch a connection's database to WAL, retrying while another connection holds it.
+
+    Converting a new database to WAL needs an exclusive lock, and SQLite can answer "database is
+    locked" there without calling the busy handler (seen with several processes creating one study
+    at once), so the busy timeout is honoured here by hand.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -62,7 +83,7 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
         cur = dbapi_conn.cursor()
         # busy_timeout first: switching to WAL needs a lock another process may briefly hold
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cur, busy_timeout_ms)
         # NORMAL is durable across application crashes in WAL mode; only a power loss can drop
         # the last commits, which a resumable study tolerates
         cur.execute("PRAGMA synchronous = NORMAL")
