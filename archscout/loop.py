@@ -16,14 +16,13 @@ import hashlib
 import os
 import random
 import signal
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BaselineRef, baseline_ref_from_runs, compute_fitness
-from archscout.evaluate.runner import merge_phases, run_phase
+from archscout.evaluate.runner import merge_phases, run_phase, source_file
 from archscout.propose.base import ArchView, ProposalContext, Proposer
 from archscout.propose.mutate import OfflineProposer
 from archscout.propose.novelty import MotivationIndex, normalized_hash
@@ -266,9 +265,7 @@ class Loop:
         return random.Random(int.from_bytes(digest[:8], "big"))
 
     def _phase(self, phase: str, code: str, seed: int) -> RunResult:
-        with tempfile.TemporaryDirectory(prefix="archscout-cand-") as tmp:
-            path = Path(tmp) / "candidate.py"
-            path.write_text(code)
+        with source_file(code) as path:
             return run_phase(
                 phase, path, self.preset, seed, device=self.cfg.device,
                 baseline_params=self.ref_params(), references=self.references, progress=self._progress,

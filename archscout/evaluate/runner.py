@@ -13,6 +13,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -198,9 +200,16 @@ def evaluate_file(path: Path, preset: Preset, seed: int = 0, **options) -> RunRe
     return result
 
 
-def evaluate_source(code: str, preset: Preset, seed: int = 0, **options) -> RunResult:
-    """`evaluate_file` for source text held in memory (from the study database)."""
+@contextmanager
+def source_file(code: str) -> Iterator[Path]:
+    """Source text held in memory (from the study database) as a temporary candidate file."""
     with tempfile.TemporaryDirectory(prefix="archscout-cand-") as tmp:
         path = Path(tmp) / "candidate.py"
         path.write_text(code)
+        yield path
+
+
+def evaluate_source(code: str, preset: Preset, seed: int = 0, **options) -> RunResult:
+    """`evaluate_file` for source text held in memory."""
+    with source_file(code) as path:
         return evaluate_file(path, preset, seed, **options)
