@@ -64,11 +64,15 @@ def _check(value: str, allowed: Sequence[str], what: str) -> None:
 
 
 class StudyDB:
-    """Repository over one study database; `db.experiments` holds the experiment state machine."""
+    """Repository over one study database; `db.experiments` holds the experiment state machine and
+    `db.ledger` the LLM calls."""
 
     def __init__(self, engine: Engine):
+        from archscout.store.ledger import Ledger
+
         self.engine = engine
         self.experiments = Experiments(self)
+        self.ledger = Ledger(self)
 
     def close(self) -> None:
         self.engine.dispose()

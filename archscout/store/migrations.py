@@ -181,6 +181,36 @@ def experiment_cost(conn: Connection) -> None:
     _add_column(conn, "experiments", Column("cost_usd", Float, nullable=True))
 
 
+def llm_ledger(conn: Connection) -> None:
+    """Version 4: llm_calls, one row per LLM call (agent, model, prompt, reply, tokens, cost, outcome)."""
+    _ledger_table(MetaData()).create(conn)
+
+
+def _ledger_table(meta: MetaData) -> Table:
+    # the referenced tables already exist; declared in this MetaData only so the foreign keys resolve
+    Table("experiments", meta, Column("id", Integer, primary_key=True))
+    Table("architectures", meta, Column("id", Integer, primary_key=True))
+    return Table(
+        "llm_calls",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=True, index=True),
+        Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=True, index=True),
+        Column("agent", String(32), nullable=False),
+        Column("provider", String(32), nullable=False),
+        Column("model", String(200), nullable=False),
+        _json("prompt", nullable=False),
+        Column("response", Text, nullable=True),
+        Column("tokens_in", Integer, nullable=False),
+        Column("tokens_out", Integer, nullable=False),
+        Column("latency_s", Float, nullable=False),
+        Column("cost_usd", Float, nullable=True),
+        Column("outcome", String(32), nullable=False),
+        Column("error", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -196,6 +226,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "initial_schema", initial_schema),
     Migration(2, "scores_rank_index", scores_rank_index),
     Migration(3, "experiment_cost", experiment_cost),
+    Migration(4, "llm_ledger", llm_ledger),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

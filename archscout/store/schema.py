@@ -32,7 +32,9 @@ from sqlalchemy.types import TypeDecorator
 ORIGINS = ("baseline", "offline", "llm", "import", "user")
 STAGES = ("explore", "verify")
 RUN_STATUSES = ("ok", "failed")
-ANALYSIS_KINDS = ("statistical", "llm")
+# statistical: the offline analyst; llm: the LLM Analyst (sections + cognition used in numbers);
+# experience: the Summarizer's cached digest; judge: the LLM judge's rubric scores
+ANALYSIS_KINDS = ("statistical", "llm", "experience", "judge")
 
 
 class UTCDateTime(TypeDecorator):
@@ -195,4 +197,26 @@ experiment_events = Table(
     Column("state", String(16), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("note", Text, nullable=False),
+)
+
+# Migration 4: the LLM ledger. Every call any agent makes is one row, whatever its outcome, so a
+# study's spend, its budgets and each architecture's "cognitive trace" are all queries on this table.
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=True, index=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=True, index=True),
+    Column("agent", String(32), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("model", String(200), nullable=False),
+    json_column("prompt", nullable=False),  # {"system": ..., "user": ...} as sent
+    Column("response", Text, nullable=True),  # raw text of the reply (None when no reply came)
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("cost_usd", Float, nullable=True),  # None when the model has no price in the table
+    Column("outcome", String(32), nullable=False),  # ok | invalid | repaired | error
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )

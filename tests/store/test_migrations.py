@@ -47,7 +47,7 @@ def test_fresh_database_reaches_latest_version_and_matches_schema(study_url):
 def test_reopening_applies_nothing_twice(study_url):
     open_study_db(study_url).close()
     db = open_study_db(study_url)
-    assert recorded_versions(db.engine) == [1, 2, 3]
+    assert recorded_versions(db.engine) == [mig.version for mig in m.MIGRATIONS]
     db.close()
 
 
@@ -72,7 +72,7 @@ def test_version_1_database_is_upgraded_and_keeps_its_rows(study_url):
     engine.dispose()
 
     db = open_study_db(study_url)
-    assert recorded_versions(db.engine) == [1, 2, 3]
+    assert recorded_versions(db.engine) == [mig.version for mig in m.MIGRATIONS]
     assert_matches_schema_py(db.engine)
     assert db.architecture_by_code_hash("h1").name == "old"
     exp = db.experiments.by_seq(1)
@@ -103,14 +103,15 @@ def test_failing_migration_leaves_the_previous_version_intact(tmp_path, monkeypa
         raise RuntimeError("boom")
 
     open_study_db(tmp_path).close()
-    monkeypatch.setattr(m, "MIGRATIONS", [*m.MIGRATIONS, m.Migration(4, "broken", broken)])
-    monkeypatch.setattr(m, "LATEST_VERSION", 4)
+    nxt = m.LATEST_VERSION + 1
+    monkeypatch.setattr(m, "MIGRATIONS", [*m.MIGRATIONS, m.Migration(nxt, "broken", broken)])
+    monkeypatch.setattr(m, "LATEST_VERSION", nxt)
     engine = make_engine(tmp_path)
     with pytest.raises(RuntimeError, match="boom"):
         m.upgrade(engine)
     # DDL is transactional: the table the failed migration created is gone with its record
     assert "half_done" not in inspect(engine).get_table_names()
-    assert recorded_versions(engine) == [1, 2, 3]
+    assert recorded_versions(engine) == list(range(1, nxt))
     engine.dispose()
 
 
@@ -130,5 +131,5 @@ def test_processes_opening_a_new_study_together_migrate_it_once(tmp_path):
         t.join()
     assert errors == []
     engine = make_engine(tmp_path)
-    assert recorded_versions(engine) == [1, 2, 3]
+    assert recorded_versions(engine) == [mig.version for mig in m.MIGRATIONS]
     engine.dispose()
