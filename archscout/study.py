@@ -12,11 +12,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from archscout.analyze.fitness import FitnessConfig
 from archscout.analyze.stats import VerificationRule
 from archscout.config import ConfigError, Preset, get_preset
+from archscout.propose.llm.base import LLMConfig
 from archscout.store.db import StudyDB, open_study_db
 from archscout.store.pool import PoolPolicy
 
@@ -55,12 +56,22 @@ class StudyConfig(BaseModel):
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
     budget: int = Field(5, ge=0)  # experiments to run in total (5 at tiny + verification is the ~30-minute demo)
-    proposer: Literal["offline"] = "offline"
+    proposer: Literal["offline", "llm"] = "offline"  # llm: the agents of propose/agents with [llm]
+    llm: LLMConfig = Field(default_factory=LLMConfig)  # used only when proposer = "llm"
+    cognition_dirs: list[str] = Field(default_factory=list)  # the user's own cognition entry folders
     device: str = "auto"
     pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    @model_validator(mode="after")
+    def _judge_follows_proposer(self) -> StudyConfig:
+        # with LLM agents the paper's judge is an LLM; a user who chose a judge explicitly keeps it
+        if self.proposer == "llm" and "judge" not in self.fitness.model_fields_set:
+            self.fitness = self.fitness.model_copy(update={"judge": "llm"})
+            self.fitness.model_fields_set.add("judge")
+        return self
 
     def pool_policy(self) -> PoolPolicy:
         if self.pool is not None:

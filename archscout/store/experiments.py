@@ -123,6 +123,27 @@ class Experiments:
             self._log(c, exp_id, new_state, now, note)
             return self.get(exp_id, conn=c)
 
+    def revise(
+        self, exp_id: int, architecture_id: int, note: str, *, conn: Connection | None = None
+    ) -> Experiment:
+        """Point an open experiment at a revised architecture without changing its state.
+
+        The LLM agents revise a proposal inside one stage (a planner retry after a probe failure, a
+        debugger fix after a failed training run); the earlier architecture keeps its failed run and
+        the event log records why the experiment moved on to the new one.
+        """
+        t = s.experiments
+        with self.db.writing(conn) as c:
+            row = c.execute(select(t.c.state).where(t.c.id == exp_id).with_for_update()).first()
+            if row is None:
+                raise NotFoundError(f"no experiment with id {exp_id}")
+            if row.state in TERMINAL:
+                raise InvalidTransition(f"experiment {exp_id} is {row.state}; it cannot be revised")
+            now = s.utcnow()
+            c.execute(update(t).where(t.c.id == exp_id).values(architecture_id=architecture_id, updated_at=now))
+            self._log(c, exp_id, row.state, now, note)
+            return self.get(exp_id, conn=c)
+
     def fail(
         self, exp_id: int, reason: str, message: str = "", *, conn: Connection | None = None
     ) -> Experiment:

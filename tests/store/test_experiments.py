@@ -112,3 +112,15 @@ def test_allowed_next_lists_one_step_forward_or_failed():
     assert allowed_next("sampled") == ("proposed", "failed")
     assert allowed_next("analyzed") == ("done", "failed")
     assert allowed_next("done") == () and allowed_next("failed") == ()
+
+
+def test_revise_moves_an_open_experiment_to_a_new_architecture_in_place(db, add_arch):
+    first, second = add_arch(db), add_arch(db)
+    exp = db.experiments.start(proposer="llm")
+    exp = db.experiments.advance(exp.id, "proposed", architecture_id=first)
+    exp = db.experiments.revise(exp.id, second, "debug attempt 1: shape fix")
+    assert (exp.state, exp.architecture_id) == ("proposed", second)
+    assert db.experiments.events(exp.id)[-1].note == "debug attempt 1: shape fix"
+    db.experiments.fail(exp.id, "crash")
+    with pytest.raises(InvalidTransition):
+        db.experiments.revise(exp.id, first, "too late")

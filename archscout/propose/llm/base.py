@@ -57,7 +57,6 @@ class LLMConfig(BaseModel):
     probe_attempts: int = Field(2, ge=0)  # planner rounds after a probe failure
     diversify_attempts: int = Field(2, ge=0)  # diversifier rounds after "repeated"
     review: bool = True  # run the code reviewer on every proposal
-    judge: bool = True  # run the rubric judge (its score enters fitness)
     cognition_k: int = Field(3, ge=0)  # cognition entries retrieved per analysis
 
     def key_env(self) -> str:
