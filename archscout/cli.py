@@ -262,6 +262,11 @@ def _exit_for(result: RunResult) -> None:
         raise typer.Exit(1)
 
 
+from archscout.propose.llm.cli import llm_app  # noqa: E402
+
+app.add_typer(llm_app, name="llm")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
