@@ -10,7 +10,11 @@ import pytest
 from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
 from archscout.analyze.judge import judge
-from archscout.analyze.llm_analyst import analyze_with_cognition, render_analysis, summarize
+from archscout.analyze.llm_analyst import (
+    analyze_with_cognition,
+    render_analysis,
+    summarize,
+)
 from archscout.cognition.index import CognitionBase
 from archscout.evaluate.debug import debug_code
 from archscout.propose.base import ArchView, Proposal, ProposalContext

@@ -14,7 +14,14 @@ from archscout.propose.base import ArchView, Proposal, ProposalContext
 from archscout.propose.code_review import ReviewOut, apply_review
 from archscout.propose.llm.base import AGENTS
 from archscout.propose.planner import PlannerOut, _context, retrieve, weakness_query
-from archscout.propose.prompts import excerpt, render, render_pair, strip_fence, tail, templates
+from archscout.propose.prompts import (
+    excerpt,
+    render,
+    render_pair,
+    strip_fence,
+    tail,
+    templates,
+)
 from archscout.space import baseline_path
 
 CODE = baseline_path("deltanet").read_text()
@@ -181,7 +188,8 @@ def test_render_analysis_has_the_five_sections_shortcomings_and_entries():
 
 def test_no_cognition_query_without_a_parent_base_or_k():
     class Spy:
-        queries: list[str] = []
+        def __init__(self):
+            self.queries: list[str] = []
 
         def search(self, query, k=3):
             self.queries.append(query)
