@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from archscout.cognition.cli import cognition_app
 from archscout.config import ConfigError, get_preset
 from archscout.records import RunResult
 
@@ -24,6 +25,9 @@ err_console = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """archscout: propose, probe, train and verify linear-attention token mixers."""
+
+
+app.add_typer(cognition_app, name="cognition")
 
 
 def fail(message: str, code: int = 2) -> None:
