@@ -77,10 +77,12 @@ def check(
         fail(f"{config.provider} model {agent_model}: {err}")
     totals = client.totals()
     mode = getattr(client.provider, "last_mode", None) or "text"
-    mode_note = {
-        "json_schema": "json_schema (response_format)",
-        "text": "text (schema in the prompt)" + (" — the endpoint refused json_schema" if config.structured == "auto" and config.provider == "openai" else ""),
-    }.get(mode, mode)
+    if mode == "json_schema":
+        mode_note = "json_schema (response_format)"
+    elif getattr(client.provider, "schema_supported", True) is False and config.structured == "auto":
+        mode_note = "text fallback: the endpoint refused json_schema; the schema goes in the prompt"
+    else:
+        mode_note = "text (schema in the prompt)"
     rows = [
         ("provider", config.provider),
         ("endpoint", endpoint),
@@ -91,4 +93,4 @@ def check(
         ("tokens", f"{int(totals['tokens_in'])} in, {int(totals['tokens_out'])} out in {int(totals['calls'])} call(s)"),
     ]
     for name, value in rows:
-        console.print(f"{name:<18} {value}", highlight=False)
+        console.print(f"{name:<18} {value}", highlight=False, soft_wrap=True)
