@@ -66,10 +66,11 @@ def search_cmd(
         return
     table = Table(title=f"cognition: {query}", caption=f"backend: {base.backend}")
     table.add_column("rank", justify="right")
-    table.add_column("id", no_wrap=True)
-    table.add_column("title", overflow="fold")
+    # ids are what `show` takes, so they are never wrapped or cut
+    table.add_column("id", no_wrap=True, min_width=max(len(row["id"]) for row in rows))
+    table.add_column("title", overflow="fold", ratio=1)
     table.add_column("score", justify="right")
-    table.add_column("trigger", overflow="fold")
+    table.add_column("trigger", overflow="fold", ratio=2)
     for row in rows:
         table.add_row(str(row["rank"]), row["id"], row["title"], f"{row['score']:.4f}", row["trigger"])
     console.print(table)
