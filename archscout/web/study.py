@@ -1,0 +1,53 @@
+"""Open a study for the dashboard without ever writing to it.
+
+`open_study` in archscout/study.py creates folders, runs migrations and switches SQLite to WAL; a
+viewer must do none of that. Here the SQLite file is opened with `mode=ro`, so the dashboard cannot
+change the study even by a bug, and it can watch a study that `archscout run` is writing (WAL lets
+readers and one writer work at once). A database that needs a migration is refused with a hint,
+because upgrading it would be a write. Non-SQLite URLs are out of scope: studies are folders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+
+from archscout.config import ConfigError, get_preset
+from archscout.store.db import StudyDB
+from archscout.store.engine import DB_FILENAME
+from archscout.store.migrations import LATEST_VERSION, current_version
+from archscout.study import CONFIG_NAME, StudyHandle, load_config
+
+
+class StudyUnavailable(Exception):
+    """The folder holds no study this dashboard can read."""
+
+
+def open_readonly(folder: str | Path) -> StudyHandle:
+    folder = Path(folder).expanduser().resolve()
+    db_path = folder / DB_FILENAME
+    if not db_path.is_file() or not (folder / CONFIG_NAME).is_file():
+        raise StudyUnavailable(f"no study in {folder} (start one with `archscout run --study {folder}`)")
+    config = load_config(folder)
+    extra = config.presets_file
+    try:
+        preset = get_preset(config.preset, None if extra is None else Path(extra))
+    except (ConfigError, ValueError) as err:
+        raise StudyUnavailable(str(err)) from None
+    engine = create_engine(f"sqlite:///file:{db_path}?mode=ro&uri=true")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # wait for the loop's short write transactions instead of failing with "database is locked"
+        dbapi_conn.execute("PRAGMA busy_timeout = 5000")
+
+    with engine.connect() as conn:
+        version = current_version(conn)
+    if version != LATEST_VERSION:
+        engine.dispose()
+        raise StudyUnavailable(
+            f"{db_path} is at schema version {version}, this archscout reads {LATEST_VERSION}; "
+            f"run `archscout status --study {folder}` once to upgrade it"
+        )
+    return StudyHandle(folder, config, preset, StudyDB(engine))
