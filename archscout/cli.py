@@ -15,6 +15,7 @@ from rich.console import Console
 
 from archscout.cognition.cli import cognition_app
 from archscout.config import ConfigError, get_preset
+from archscout.propose.llm.base import LLMError
 from archscout.records import RunResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Autonomous, statistically honest architecture discovery.")
@@ -104,6 +105,7 @@ def run_cmd(
     hours: Optional[float] = typer.Option(None, help="stop starting new experiments after this many hours"),
     preset: Optional[str] = typer.Option(None, help="evaluation preset of a new study (default tiny)"),
     selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
+    proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
 ) -> None:
     """Start or resume a study: propose, check, train, score and analyse until the budget."""
@@ -119,8 +121,20 @@ def run_cmd(
         overrides["budget"] = budget
     if selection:
         overrides["pool.selection"] = selection
+    if proposer:
+        overrides["proposer"] = proposer
     handle = _open(study, overrides, create=True)
-    loop = Loop(handle)
+    team = None
+    if handle.config.proposer == "llm":
+        from archscout.cognition.index import CognitionError
+        from archscout.team import Team
+
+        try:
+            team = Team(handle)
+        except (LLMError, CognitionError) as err:
+            handle.close()
+            fail(str(err))
+    loop = Loop(handle, team=team)
     view = RunView(console, handle.config.budget, loop.experiments_counted())
     loop.events = view.event
     from rich.live import Live
@@ -135,8 +149,12 @@ def run_cmd(
         fail(f"{err} — the study is intact; run the same command again to resume")
     except BaselineFailed as err:
         fail(str(err))
+    except LLMError as err:
+        fail(f"{err} — nothing was lost; fix it and run the same command again to resume")
     finally:
         handle.close()
+    if loop.stopped_by:
+        err_console.print(f"stopped before the budget: {loop.stopped_by}")
     console.print(
         f"[bold]{counts.get('done', 0)} done, {counts.get('failed', 0)} failed[/] in {study}. "
         f"Look at it with: archscout status --study {study}  |  archscout show ID --study {study}"
@@ -247,17 +265,58 @@ def verify_cmd(
 
 
 @app.command("report")
-def report_cmd(study: Path = typer.Option(Path("study"), "--study", help="study folder")) -> None:
+def report_cmd(
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+    site: Optional[Path] = typer.Option(None, "--site", help="also write the dashboard as static HTML into this folder (opens from disk)"),
+) -> None:
     """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
     from archscout.report import write_report
 
     handle = _open(study)
     try:
         paths = write_report(handle)
+        if site is not None:
+            from archscout.web.export import write_site
+
+            paths.update({f"site {k}": v for k, v in write_site(handle, site).items()})
     finally:
         handle.close()
     for name, path in paths.items():
         console.print(f"{name:<18} {path}", highlight=False)
+
+
+@app.command("serve")
+def serve_cmd(
+    study: Path = typer.Option(Path("study"), "--study", help="study folder"),
+    port: int = typer.Option(8765, help="TCP port"),
+    host: str = typer.Option("127.0.0.1", help="interface to bind; anything but loopback needs --allow-remote"),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="allow a non-loopback --host; every request then needs the token"),
+    token: Optional[str] = typer.Option(None, help="the token for --allow-remote (default: a random one, printed)"),
+) -> None:
+    """Serve the read-only dashboard (overview, leaderboard, lineage, trends, architectures, failures)."""
+    import secrets
+
+    from archscout.web.study import StudyUnavailable
+
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and not allow_remote:
+        fail(f"--host {host} exposes the study beyond this machine; add --allow-remote (a token is then required)")
+    if token is not None and loopback and not allow_remote:
+        fail("--token is for --allow-remote")
+    if allow_remote and token is None:
+        token = secrets.token_urlsafe(24)
+    import uvicorn
+
+    from archscout.web.app import create_app
+
+    try:
+        web = create_app(study, token=token if allow_remote else None)
+    except (StudyUnavailable, ConfigError) as err:
+        fail(str(err))
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if allow_remote else "")
+    console.print(f"archscout dashboard for {study} at [bold]{url}[/] (read-only; Ctrl-C stops)", highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 def _exit_for(result: RunResult) -> None:

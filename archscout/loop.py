@@ -23,7 +23,8 @@ from typing import Callable
 from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.evaluate.runner import merge_phases, run_phase, source_file
-from archscout.propose.base import ArchView, ProposalContext, Proposer
+from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
+from archscout.propose.llm.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.mutate import OfflineProposer
 from archscout.propose.novelty import MotivationIndex, normalized_hash
 from archscout.records import RunResult
@@ -34,6 +35,9 @@ from archscout.study import StudyHandle
 
 Events = Callable[[dict], None]
 EXPLORE = "explore"
+# The judge's rubric is anchored at the baseline (5/10), so the baseline's own judge term is that
+# anchor by definition rather than a call.
+BASELINE_JUDGE = 0.5
 
 
 class BaselineFailed(RuntimeError):
@@ -47,13 +51,17 @@ def _fault(point: str) -> None:
 
 
 class Loop:
-    def __init__(self, study: StudyHandle, proposer: Proposer | None = None, events: Events | None = None):
+    def __init__(self, study: StudyHandle, proposer: Proposer | None = None, events: Events | None = None,
+                 team=None):
         self.study, self.db, self.cfg, self.preset = study, study.db, study.config, study.preset
         self.exps = self.db.experiments
-        self.proposer = proposer or OfflineProposer()
+        # team: the LLM agents (team.Team) when proposer = "llm"; None runs the offline loop
+        self.team = team
+        self.proposer = proposer or (team.proposer if team is not None else OfflineProposer())
         self.events = events or (lambda event: None)
         self.policy = self.cfg.pool_policy()
         self.baseline_id: int | None = None
+        self.stopped_by = ""  # why run() stopped before the budget (an LLM budget), if it did
         self.ref: BaselineRef | None = None
         self.references: dict[str, dict] = {}
         self.motivations: MotivationIndex | None = None
@@ -118,15 +126,40 @@ class Loop:
         return self.exps.start(proposer=self.proposer.name, parent_id=parent_id, reference_ids=reference_ids)
 
     def propose(self, exp: Experiment) -> Experiment:
-        rng = self._rng(exp.seq, "propose")
-        ctx = ProposalContext(
+        ctx = self._context(exp)
+        try:
+            proposal, norm, note = self._proposal(exp, ctx, self._rng(exp.seq, "propose"))
+        except LLMInvalid as err:
+            return self.exps.fail(exp.id, "llm_invalid", str(err))
+        if proposal is None:
+            return self.exps.fail(exp.id, norm, ctx.feedback)
+        with self.db.transaction() as tx:
+            arch_id = self._add_proposal(exp, proposal, norm, tx)
+            exp = self.exps.advance(exp.id, "proposed", architecture_id=arch_id, note=note, conn=tx)
+            _fault("commit:proposed")
+        self._motivation_index().add(arch_id, proposal.motivation)
+        return exp
+
+    def _context(self, exp: Experiment) -> ProposalContext:
+        return ProposalContext(
             parent=self._view(exp.parent_id), references=[v for i in exp.reference_ids if (v := self._view(i))],
             baseline=self.ref.model_dump() if self.ref else {}, experiment_seq=exp.seq,
         )
+
+    def _proposal(self, exp: Experiment, ctx: ProposalContext, rng: random.Random):
+        """(proposal, normalised hash, note) or (None, failure reason, "") after max_attempts.
+
+        A rejected attempt (syntax error, same code as an earlier architecture, a repeat the LLM
+        judge could not diversify away) goes back to the proposer as `ctx.feedback`.
+        """
         reason = "duplicate"
         for attempt in range(self.cfg.novelty.max_attempts):
             ctx.attempt = attempt
-            proposal = self.proposer.propose(ctx, rng)
+            if self.team is not None:
+                proposal = self.team.propose(exp.id, ctx, rng)
+                proposal, note = self.team.review(exp.id, proposal)
+            else:
+                proposal, note = self.proposer.propose(ctx, rng), ""
             try:
                 ast.parse(proposal.code)
             except SyntaxError as err:
@@ -137,36 +170,95 @@ class Loop:
             if twins:
                 reason, ctx.feedback = "duplicate", f"same code as architecture #{twins[0].id} ({twins[0].name})"
                 continue
-            near = self._motivation_index().is_near_duplicate(proposal.motivation)
-            note = f"near-duplicate motivation of #{near[1]} ({near[2]:.2f})" if near[0] else ""
-            with self.db.transaction() as tx:
-                arch_id = self.db.add_architecture(
-                    proposal.code, name=proposal.name, origin=proposal.origin, norm_hash=norm,
-                    parent_id=exp.parent_id, motivation=proposal.motivation, genome=proposal.genome,
-                    experiment_id=exp.id, conn=tx,
-                )
-                exp = self.exps.advance(exp.id, "proposed", architecture_id=arch_id, note=note, conn=tx)
-                _fault("commit:proposed")
-            self._motivation_index().add(arch_id, proposal.motivation)
-            return exp
-        return self.exps.fail(exp.id, reason, ctx.feedback)
+            index = self._motivation_index()
+            if self.team is not None:
+                similar = [(i, self.db.architecture(i).motivation) for i, _ in index.most_similar(proposal.motivation, 3)]
+                try:
+                    proposal, diversified = self.team.novelty(exp.id, ctx, proposal, similar)
+                except Repeated as err:
+                    reason, ctx.feedback = "repeated", f"judged a repeat of earlier work: {err}"
+                    continue
+                if diversified:
+                    note = "; ".join(filter(None, [note, diversified]))
+                    try:
+                        norm = normalized_hash(proposal.code)
+                    except SyntaxError as err:
+                        reason, ctx.feedback = "invalid_code", f"syntax error at line {err.lineno}: {err.msg}"
+                        continue
+            near = index.is_near_duplicate(proposal.motivation)
+            if near[0]:
+                note = "; ".join(filter(None, [note, f"near-duplicate motivation of #{near[1]} ({near[2]:.2f})"]))
+            return proposal, norm, note
+        return None, reason, ""
+
+    def _add_proposal(self, exp: Experiment, proposal, norm: str, tx, parent_id: int | None = None) -> int:
+        arch_id = self.db.add_architecture(
+            proposal.code, name=proposal.name, origin=proposal.origin, norm_hash=norm,
+            parent_id=exp.parent_id if parent_id is None else parent_id, motivation=proposal.motivation,
+            genome=proposal.genome, experiment_id=exp.id, conn=tx,
+        )
+        # the planner's and reviewer's calls were made before the architecture existed
+        self.db.ledger.attach_architecture(exp.id, arch_id, conn=tx)
+        return arch_id
 
     def check(self, exp: Experiment) -> Experiment:
-        arch = self.db.architecture(exp.architecture_id)
-        probed = self._phase("probe", arch.code, self.cfg.explore_seed)
-        if not probed.ok:
+        """Probe the candidate; with LLM agents a probe failure goes back to the planner (bounded)."""
+        replans = self.team.config.probe_attempts if self.team is not None else 0
+        for attempt in range(replans + 1):
+            arch = self.db.architecture(exp.architecture_id)
+            probed = self._phase("probe", arch.code, self.cfg.explore_seed)
+            if probed.ok:
+                self._probed[exp.id] = probed
+                return self.exps.advance(exp.id, "checked")
+            reason = f"{probed.failure.kind.value}: {probed.failure.message}"
+            if attempt == replans:
+                return self._fail_with_run(exp, arch.id, probed)
+            ctx = self._context(exp)
+            ctx.feedback = f"the automatic probes rejected '{arch.name}' ({reason}); fix that in a new file"
+            try:
+                proposal, norm, note = self._proposal(exp, ctx, self._rng(exp.seq, f"replan{attempt}"))
+            except LLMInvalid as err:
+                return self._fail_with_run(exp, arch.id, probed, f"{reason} (planner: {err})")
+            if proposal is None:
+                return self._fail_with_run(exp, arch.id, probed)
             with self.db.transaction() as tx:
+                # the failed run and the move to the new file commit together: a resumed study
+                # neither loses the failure nor probes the old file twice
                 self.db.add_run(arch.id, EXPLORE, probed, conn=tx)
-                return self.exps.fail(exp.id, probed.failure.kind.value, probed.failure.message, conn=tx)
-        self._probed[exp.id] = probed
-        return self.exps.advance(exp.id, "checked")
+                arch_id = self._add_proposal(exp, proposal, norm, tx)
+                exp = self.exps.revise(exp.id, arch_id, f"planner retry {attempt + 1} after probe failure: {reason}"[:500], conn=tx)
+            self._motivation_index().add(arch_id, proposal.motivation)
+        raise AssertionError("unreachable")
 
     def evaluate(self, exp: Experiment) -> Experiment:
-        arch = self.db.architecture(exp.architecture_id)
-        # after a restart the probe result is gone from memory: probing again is cheap and exact
-        probed = self._probed.pop(exp.id, None) or self._phase("probe", arch.code, self.cfg.explore_seed)
-        result = probed if not probed.ok else merge_phases(probed, self._phase("train", arch.code, self.cfg.explore_seed))
-        _fault("after:train")
+        """Train the candidate; with LLM agents a failed run goes to the debugger (bounded, recorded)."""
+        attempts = self.team.config.debug_attempts if self.team is not None else 0
+        for attempt in range(attempts + 1):
+            arch = self.db.architecture(exp.architecture_id)
+            # after a restart the probe result is gone from memory: probing again is cheap and exact
+            probed = self._probed.pop(exp.id, None) or self._phase("probe", arch.code, self.cfg.explore_seed)
+            result = probed if not probed.ok else merge_phases(probed, self._phase("train", arch.code, self.cfg.explore_seed))
+            _fault("after:train")
+            if result.ok or attempt == attempts:
+                break
+            try:
+                code, diagnosis = self.team.debug(exp.id, arch.id, arch.code, result, attempt + 1)
+                norm = normalized_hash(code)
+            except LLMInvalid as err:
+                return self._fail_with_run(exp, arch.id, result, f"{result.failure.message} (debugger: {err})")
+            except SyntaxError as err:
+                return self._fail_with_run(
+                    exp, arch.id, result, f"{result.failure.message} (debugger returned invalid Python: {err.msg})")
+            if self.db.architectures_by_norm_hash(norm):
+                return self._fail_with_run(
+                    exp, arch.id, result, f"{result.failure.message} (debugger returned a file that exists already)")
+            fixed = Proposal(name=f"{arch.name}-fix{attempt + 1}", motivation=arch.motivation, code=code,
+                             origin=arch.origin)
+            with self.db.transaction() as tx:
+                self.db.add_run(arch.id, EXPLORE, result, conn=tx)
+                arch_id = self._add_proposal(exp, fixed, norm, tx, parent_id=arch.parent_id)
+                note = f"debug attempt {attempt + 1} after {result.failure.kind.value}: {diagnosis}"
+                exp = self.exps.revise(exp.id, arch_id, note[:500], conn=tx)
         with self.db.transaction() as tx:
             self.db.add_run(arch.id, EXPLORE, result, conn=tx)
             if not result.ok:
@@ -177,8 +269,15 @@ class Loop:
 
     def score(self, exp: Experiment) -> Experiment:
         run = self._explore_run(exp.architecture_id)
+        judge = None
+        if self.team is not None and self.cfg.fitness.judge == "llm":
+            arch = self.db.architecture(exp.architecture_id)
+            top = self.db.top_scores(EXPLORE, self.preset.name, 1)
+            reference = self.db.architecture(top[0][0]).code if top and top[0][0] != arch.id else None
+            judge, numbers = self.team.judge(exp.id, arch.id, arch.code, run.result, self.ref, reference)
+            self.db.add_analysis(arch.id, "judge", "rubric judge" if judge is not None else "judge failed", numbers)
         with self.db.transaction() as tx:
-            self._store_score(exp.architecture_id, run.result, conn=tx)
+            self._store_score(exp.architecture_id, run.result, conn=tx, judge=judge)
             exp = self.exps.advance(exp.id, "scored", conn=tx)
             _fault("commit:scored")
         return exp
@@ -191,19 +290,37 @@ class Loop:
             s for c in (self.db.children_of(arch.parent_id) if arch.parent_id else [])
             if c.id != arch.id and (s := self._summary(c.id)) and s.fitness is not None
         ]
-        result = analyze(self._summary(arch.id), self.ref, parent, grandparent, siblings)
+        candidate = self._summary(arch.id)
+        result = analyze(candidate, self.ref, parent, grandparent, siblings)
+        llm = None
+        if self.team is not None:
+            try:
+                llm = self.team.analyze(exp.id, candidate, self.ref, parent, grandparent, siblings, result.numbers)
+            except LLMInvalid as err:
+                # the statistical analysis stands; the failed calls are in the ledger
+                self.events({"stage": "analyst", "note": f"LLM analysis failed: {err}"})
         with self.db.transaction() as tx:
             self.db.add_analysis(arch.id, "statistical", result.text, result.numbers, conn=tx)
+            if llm is not None:
+                text, numbers, experience = llm
+                self.db.add_analysis(arch.id, "llm", text, numbers, conn=tx)
+                self.db.add_analysis(arch.id, "experience", experience, None, conn=tx)
             exp = self.exps.advance(exp.id, "analyzed", conn=tx)
         return exp
 
     def finish(self, exp: Experiment) -> Experiment:
-        exp = self.exps.advance(exp.id, "done")
+        cost = self.db.ledger.experiment_cost(exp.id) if self.team is not None else None
+        exp = self.exps.advance(exp.id, "done", cost_usd=cost)
         done = sum(self.exps.counts_by_state().get(s, 0) for s in ("done", "failed"))
         version = pool.maybe_update(self.db, self.policy, done, preset=self.preset.name)
         if version is not None:
             self.events({"stage": "pool", "version": version.version, "size": len(version.members)})
         return exp
+
+    def _fail_with_run(self, exp: Experiment, arch_id: int, result: RunResult, message: str | None = None) -> Experiment:
+        with self.db.transaction() as tx:
+            self.db.add_run(arch_id, EXPLORE, result, conn=tx)
+            return self.exps.fail(exp.id, result.failure.kind.value, message or result.failure.message, conn=tx)
 
     # -- the study --------------------------------------------------------------------------------
 
@@ -215,7 +332,18 @@ class Loop:
         """Resume open experiments, then start new ones until the budget or the time is spent."""
         budget = self.cfg.budget if budget is None else budget
         deadline = time.monotonic() + hours * 3600 if hours else None
-        self.ensure_baseline()
+        try:
+            if self.team is not None and self.experiments_counted() < budget:
+                self.team.preflight()
+            self.ensure_baseline()
+            self._run(budget, deadline)
+        except BudgetExhausted as err:
+            # the open experiment stays where it was: raising the budget resumes it
+            self.events({"stage": "budget", "note": str(err)})
+            self.stopped_by = str(err)
+        return self.exps.counts_by_state()
+
+    def _run(self, budget: int, deadline: float | None) -> None:
         for exp in self.exps.open_experiments():
             self.events({"stage": "resume", "seq": exp.seq, "state": exp.state})
             self.run_experiment(exp)
@@ -236,7 +364,6 @@ class Loop:
                 "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
                 "best": top[0][1] if top else None,
             })
-        return self.exps.counts_by_state()
 
     def add_user_file(self, path: Path) -> Experiment:
         """A user's own candidate: stored as origin `user`, then evaluated like any other."""
@@ -285,8 +412,10 @@ class Loop:
             return None
         return int(self.ref.params_mean)
 
-    def _store_score(self, arch_id: int, result: RunResult, conn=None) -> None:
-        breakdown = compute_fitness(result, self.ref, self.cfg.fitness)
+    def _store_score(self, arch_id: int, result: RunResult, conn=None, judge: float | None = None) -> None:
+        if arch_id == self.baseline_id and self.cfg.fitness.judge == "llm":
+            judge = BASELINE_JUDGE
+        breakdown = compute_fitness(result, self.ref, self.cfg.fitness, judge_score=judge)
         self.db.add_score(
             arch_id, EXPLORE, self.preset.name, breakdown.fitness, breakdown.model_dump(mode="json"),
             self.ref.model_dump(mode="json"), conn=conn,

@@ -120,3 +120,7 @@ class LLMInvalid(LLMError):
 
 class BudgetExhausted(LLMError):
     """The study's token or dollar budget is spent; the loop stops cleanly."""
+
+
+class Repeated(LLMError):
+    """The novelty judge called every diversified idea a repeat of earlier work."""
