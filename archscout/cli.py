@@ -214,6 +214,7 @@ def show_cmd(
     arch_id: int = typer.Argument(..., help="architecture id"),
     study: Path = typer.Option(Path("study"), "--study", help="study folder"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    with_trace: bool = typer.Option(False, "--trace", help="also the LLM calls (prompts, replies, cost) that produced it"),
 ) -> None:
     """One architecture: motivation, code, diff against its parent, runs, fitness, analysis."""
     import json
@@ -223,7 +224,7 @@ def show_cmd(
 
     handle = _open(study)
     try:
-        data = architecture(handle, arch_id)
+        data = architecture(handle, arch_id, with_trace=with_trace)
     finally:
         handle.close()
     if data is None:

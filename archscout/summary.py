@@ -77,10 +77,30 @@ def status(study: StudyHandle) -> dict[str, Any]:
         "baseline": baseline_noise(study),
         "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
         "best": best_architectures(study),
+        "llm": llm_spend(study),
     }
 
 
-def architecture(study: StudyHandle, arch_id: int) -> dict[str, Any] | None:
+def llm_spend(study: StudyHandle) -> dict[str, Any] | None:
+    """The ledger's totals and spend per agent; None for a study that never called an LLM."""
+    totals = study.db.ledger.totals()
+    if not totals["calls"]:
+        return None
+    cfg = study.config.llm
+    return {"totals": totals, "by_agent": study.db.ledger.spend_by_agent(),
+            "budget_tokens": cfg.budget_tokens, "budget_usd": cfg.budget_usd}
+
+
+def trace(study: StudyHandle, arch_id: int) -> list[dict[str, Any]]:
+    """The LLM calls of the experiment that produced an architecture (its "cognitive trace"), oldest
+    first: planner, reviewer, novelty judge, debugger, judge, analyst, summarizer."""
+    arch = study.db.architecture(arch_id)
+    if arch is None or arch.experiment_id is None:
+        return []
+    return [c.model_dump(mode="json") for c in study.db.ledger.calls(experiment_id=arch.experiment_id)]
+
+
+def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> dict[str, Any] | None:
     db = study.db
     arch = db.architecture(arch_id)
     if arch is None:
@@ -109,4 +129,5 @@ def architecture(study: StudyHandle, arch_id: int) -> dict[str, Any] | None:
         ],
         "score": {"fitness": score.fitness, **score.components} if score else None,
         "analyses": [{"kind": a.kind, "text": a.text, "numbers": a.numbers} for a in db.analyses_for(arch_id)],
+        "trace": trace(study, arch_id) if with_trace else None,
     }

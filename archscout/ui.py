@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
+from rich.rule import Rule
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -173,7 +174,21 @@ def render_status(console: Console, data: dict) -> None:
     for key, stats in base.items():
         if isinstance(stats, dict) and "mean" in stats:
             head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})")
+    if data.get("llm"):
+        tot = data["llm"]["totals"]
+        limits = [f"{data['llm'][k]:,} tokens" if k == "budget_tokens" else f"${data['llm'][k]:.2f}"
+                  for k in ("budget_tokens", "budget_usd") if data["llm"][k] is not None]
+        head.add_row("LLM spend", f"{tot['calls']} calls, {tot['tokens_in']:,} in / {tot['tokens_out']:,} out tokens, "
+                     f"${tot['cost_usd']:.4f}" + (f" (budget {', '.join(limits)})" if limits else ""))
     console.print(head)
+    if data.get("llm"):
+        spend = Table(title="LLM spend per agent")
+        for col in ("agent", "calls", "failed", "tokens in", "tokens out", "cost $"):
+            spend.add_column(col)
+        for agent, row in data["llm"]["by_agent"].items():
+            spend.add_row(agent, str(row["calls"]), str(row["failed"]), f"{row['tokens_in']:,}",
+                          f"{row['tokens_out']:,}", f"{row['cost_usd']:.4f}")
+        console.print(spend)
     best = Table(title="best architectures (exploration, single run)")
     for col in ("id", "name", "origin", "parent", "fitness", "val loss", "benchmark"):
         best.add_column(col)
@@ -209,6 +224,25 @@ def render_architecture(console: Console, data: dict) -> None:
         console.print(Syntax(data["diff"], "diff", word_wrap=True))
     console.print("[bold]code[/]")
     console.print(Syntax(data["code"], "python", line_numbers=True))
+    if data.get("trace") is not None:
+        render_trace(console, data["trace"])
+
+
+def render_trace(console: Console, calls: list[dict]) -> None:
+    """Every LLM call behind an architecture: who was asked what, what came back, at what cost."""
+    if not calls:
+        console.print("no LLM calls produced this architecture")
+        return
+    for call in calls:
+        cost = "unpriced" if call["cost_usd"] is None else f"${call['cost_usd']:.4f}"
+        head = (f"#{call['id']} {call['agent']} · {call['model']} · {call['outcome']} · "
+                f"{call['tokens_in']:,} in / {call['tokens_out']:,} out · {call['latency_s']:.2f} s · {cost}")
+        console.print(Rule(head))
+        if call["error"]:
+            console.print(Text("error: " + call["error"]))
+        console.print(Text("system:\n" + call["prompt"].get("system", ""), style="dim"))
+        console.print(Text("user:\n" + call["prompt"].get("user", "")))
+        console.print(Text("reply:\n" + (call["response"] or "(none)"), style="green"))
 
 
 def render_verification(console: Console, result: dict) -> None:

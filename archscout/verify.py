@@ -100,7 +100,8 @@ class Verifier:
         out = []
         for arch_id, verdict in verdicts.items():
             runs = [r for r in self.db.runs_for(arch_id, VERIFY, spec.name) if r.status == "ok"]
-            fitness = [compute_fitness(r.result, ref, self.study.config.fitness).fitness for r in runs]
+            judge = self.judge_score(arch_id)
+            fitness = [compute_fitness(r.result, ref, self.study.config.fitness, judge_score=judge).fitness for r in runs]
             components = {
                 "verdict": verdict.model_dump(mode="json"),
                 "comparisons": {m: c.model_dump(mode="json") for m, c in comparisons[arch_id].items()},
@@ -116,6 +117,18 @@ class Verifier:
         out.sort(key=lambda row: (not row["verdict"]["discovery"], -row["fitness"]))
         return {"preset": spec.name, "rule": rule.model_dump(mode="json"), "baseline_seeds": [r.seed for r in base_runs],
                 "architectures": out}
+
+    def judge_score(self, arch_id: int) -> float | None:
+        """The LLM judge's score from exploration: it rates the design, which new seeds do not change.
+        None (recorded as missing) when the judge is not an LLM or its call failed."""
+        if self.study.config.fitness.judge != "llm":
+            return None
+        from archscout.loop import BASELINE_JUDGE
+
+        if self.db.architecture(arch_id).origin == "baseline":
+            return BASELINE_JUDGE
+        rows = self.db.analyses_for(arch_id, "judge")
+        return rows[-1].numbers.get("normalized") if rows and rows[-1].numbers else None
 
     def explore_delta(self, arch_id: int, metric: str) -> float | None:
         score = self.db.score(arch_id, EXPLORE, self.study.preset.name)

@@ -122,3 +122,8 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
         assert db.ledger.totals()["cost_usd"] > 0
     finally:
         handle.close()
+    status = runner.invoke(app, ["status", "--study", str(folder)])
+    assert status.exit_code == 0 and "LLM spend per agent" in status.output and "debugger" in status.output
+    shown = runner.invoke(app, ["show", str(fixed.id), "--study", str(folder), "--trace"])
+    assert shown.exit_code == 0
+    assert "ROLE: planner" in shown.output and "ROLE: debugger" in shown.output and "scripted bug" in shown.output
