@@ -1,0 +1,102 @@
+"""The dashboard in a real browser: headless Chromium (Debian's `chromium`, never a downloaded one)
+driven by Playwright, against `archscout serve` on a real smoke-run study.
+
+It opens the overview, the lineage tree, the trends and leaderboard pages, clicks a node of the tree
+to reach that architecture's page, and fails on any console error (a CSP violation is one), any
+uncaught page error and any HTTP status >= 500. Screenshots go to artifacts/screenshots/.
+`ARCHSCOUT_SCREENSHOT_STUDY=DIR` points it at another study (the README's screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def served(request):
+    other = os.environ.get("ARCHSCOUT_SCREENSHOT_STUDY")
+    study = Path(other) if other else request.getfixturevalue("smoke_study")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "archscout.cli", "serve", "--study", str(study), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/index.json", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"archscout serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extra: pip install -e '.[test]'")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        # --no-sandbox: CI runs as root, where Chromium's own sandbox cannot start
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 500 else None)
+
+        page.goto(served + "/")
+        page.wait_for_selector("#best")
+        # the overview polls its .json twin; the status line changes once a poll came back
+        page.locator("#live-status", has_text="updated").wait_for(timeout=15000)
+        page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+
+        page.goto(served + "/leaderboard")
+        page.click("#leaderboard th:nth-child(2)")  # sort by id, descending on the first click
+        ids = page.locator("#leaderboard tbody tr td:nth-child(2)").all_inner_texts()
+        assert ids == sorted(ids, key=int, reverse=True)
+        page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
+
+        page.goto(served + "/trends")
+        page.locator("[data-chart='scaling'] .scatterlayer").wait_for()
+        page.screenshot(path=str(SHOTS / "trends.png"), full_page=True)
+
+        page.goto(served + "/tree")
+        points = page.locator("#tree-chart .scatterlayer path.point")
+        points.first.wait_for()
+        assert points.count() >= 2
+        page.screenshot(path=str(SHOTS / "tree.png"))
+        # the last scored node: a child of the baseline (points of the 'scored' trace follow the root's)
+        box = points.last.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_url("**/arch/*", timeout=10000)
+        page.locator("#curves .scatterlayer").first.wait_for()
+        assert page.locator("h2", has_text="Code").count() == 1
+        page.screenshot(path=str(SHOTS / "architecture.png"), full_page=True)
+        browser.close()
+    assert not problems, "\n".join(problems)
