@@ -2,9 +2,10 @@
 scripted server, real sandboxed training at the smoke preset, a real SQLite study.
 
 The scripted model answers by role: the planner writes three files in turn (the second trains into
-an exception that the probes cannot see), the debugger repairs it, the reviewer, novelty judge,
+an exception that the probes cannot see) and the debugger repairs it; the third never validates and
+the fourth is first invalid Python; the reviewer, novelty judge,
 judge, analyst and summarizer answer plainly. A first run with a tiny token budget stops cleanly
-mid-study; the resumed run completes the three experiments with the ledger, traces and retrieved
+mid-study; the resumed run completes the four experiments with the ledger, traces and retrieved
 cognition stored.
 """
 
@@ -28,7 +29,11 @@ GOOD = [BASE.replace(BETA, BETA.replace(".sigmoid()", f".sigmoid() * {s}")) for 
 # batch 16 only occurs in smoke training (MQAR); the probes use batch <= 3, so this passes them
 BUGGY = GOOD[1].replace("        b, t, _ = hidden_states.shape\n", "        b, t, _ = hidden_states.shape\n"
                         "        if b >= 8:\n            raise RuntimeError('scripted bug: big batches unsupported')\n")
-FILES = [GOOD[0], BUGGY, GOOD[2]]
+NO_JSON = "I would rather describe the idea in prose."
+SYNTAX_ERROR = GOOD[2].replace("def forward(", "def forward(:", 1)
+# experiment 1 trains; 2 fails training and is debugged; 3 never validates (llm_invalid); 4 first
+# comes back as invalid Python, then (told the syntax error) as a good file
+FILES = [GOOD[0], BUGGY, NO_JSON, SYNTAX_ERROR, GOOD[2]]
 ANALYSIS = {
     "design_evaluation": "Scales the write strength.", "results_analysis": "Loss moved within noise.",
     "expectation_vs_reality": "Expected a small gain.", "theoretical_explanation": "Smaller beta forgets less.",
@@ -43,6 +48,7 @@ class Model:
     def __init__(self):
         self.planned = 0
         self.roles: list[str] = []
+        self.planner_prompts: list[str] = []
 
     def __call__(self, request: dict, api: str):
         system, user = prompt_text(request, api)
@@ -51,8 +57,12 @@ class Model:
         if role == "check":
             return json.dumps({"ok": True})
         if role == "planner":
-            code = FILES[min(self.planned, len(FILES) - 1)]
-            self.planned += 1
+            if "Your previous reply was" not in user:  # a repair round answers the same plan again
+                self.planned += 1
+                self.planner_prompts.append(user)
+            code = FILES[min(self.planned, len(FILES)) - 1]
+            if code == NO_JSON:
+                return code
             return json.dumps({"name": f"ScaledBeta{self.planned}", "code": code,
                                "motivation": f"idea {self.planned}: scale the delta-rule write strength"})
         if role == "reviewer":
@@ -78,7 +88,7 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
     folder = tmp_path / "study"
     runner = CliRunner()
     with ScriptedServer(responder=model) as server:
-        args = ["run", "--study", str(folder), "--proposer", "llm", "--preset", "smoke", "--budget", "3",
+        args = ["run", "--study", str(folder), "--proposer", "llm", "--preset", "smoke", "--budget", "4",
                 "--set", f"llm.base_url={server.openai_base_url}", "--set", "llm.max_retries=0",
                 "--set", "baseline_seeds=2", "--set", "novelty.backend=bm25",
                 "--set", 'llm.prices.gpt-4o-mini={input = 0.15, output = 0.6}']
@@ -94,8 +104,12 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
     handle = open_study(folder, create=False)
     try:
         db = handle.db
-        exps = [db.experiments.by_seq(i) for i in (1, 2, 3)]
-        assert [e.state for e in exps] == ["done", "done", "done"], [(e.state, e.failure_message) for e in exps]
+        exps = [db.experiments.by_seq(i) for i in (1, 2, 3, 4)]
+        assert [e.state for e in exps] == ["done", "done", "failed", "done"], [(e.state, e.failure_message) for e in exps]
+        assert exps[2].failure_reason == "llm_invalid" and "after one repair" in exps[2].failure_message
+        # the invalid Python went back to the planner with the syntax error, and the loop went on
+        assert "syntax error at line" in model.planner_prompts[-1]
+        exps = [exps[0], exps[1], exps[3]]
         assert all(e.cost_usd and e.cost_usd > 0 for e in exps)
         # experiment 2: the buggy file failed training and stays on record; the fix was trained
         fixed = db.architecture(exps[1].architecture_id)
@@ -118,7 +132,8 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
             assert {"planner", "reviewer", "novelty", "judge", "analyst", "summarizer"} <= trace
         assert [c.agent for c in db.ledger.calls(architecture_id=buggy.id)].count("debugger") == 1
         spend = db.ledger.spend_by_agent()
-        assert spend["planner"]["calls"] == 3 and spend["debugger"]["calls"] == 1
+        assert spend["planner"]["calls"] == 6 and spend["planner"]["failed"] == 2
+        assert spend["debugger"]["calls"] == 1
         assert db.ledger.totals()["cost_usd"] > 0
     finally:
         handle.close()
