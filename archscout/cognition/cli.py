@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from archscout.cognition.index import CognitionBase, CognitionError
+if TYPE_CHECKING:
+    from archscout.cognition.index import CognitionBase
 
 cognition_app = typer.Typer(
     add_completion=False,
@@ -34,6 +35,9 @@ def _fail(message: str) -> None:
 
 
 def _load(dirs: Optional[list[Path]]) -> CognitionBase:
+    # imported on use: the index pulls in numpy and bm25s, which every other command can do without
+    from archscout.cognition.index import CognitionBase, CognitionError
+
     try:
         return CognitionBase.load(list(dirs or []))
     except CognitionError as err:
@@ -48,6 +52,8 @@ def search_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the hits as JSON"),
 ) -> None:
     """Entries whose trigger best matches QUERY (BM25 + MiniLM, fused by reciprocal rank)."""
+    from archscout.cognition.index import CognitionError
+
     base = _load(dirs)
     try:
         hits = base.search(query, k=k)
@@ -83,6 +89,8 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the entry as JSON"),
 ) -> None:
     """Print one entry in full."""
+    from archscout.cognition.index import CognitionError
+
     try:
         entry = _load(dirs).get(entry_id)
     except CognitionError as err:
