@@ -82,7 +82,7 @@ def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
         page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
 
         page.goto(served + "/trends")
-        page.locator("[data-chart='scaling'] .scatterlayer").wait_for()
+        page.locator("[data-chart='scaling'] .scatterlayer").wait_for(state="attached")
         page.screenshot(path=str(SHOTS / "trends.png"), full_page=True)
 
         page.goto(served + "/tree")
@@ -95,7 +95,7 @@ def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_url("**/arch/*", timeout=10000)
-        page.locator("#curves .scatterlayer").first.wait_for()
+        page.locator("#curves .scatterlayer").first.wait_for(state="attached")
         assert page.locator("h2", has_text="Code").count() == 1
         page.screenshot(path=str(SHOTS / "architecture.png"), full_page=True)
         browser.close()
