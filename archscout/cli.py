@@ -316,7 +316,8 @@ def serve_cmd(
         fail(str(err))
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if allow_remote else "")
-    console.print(f"archscout dashboard for {study} at [bold]{url}[/] (read-only; Ctrl-C stops)", highlight=False)
+    # soft_wrap: a narrow terminal must not fold the token in the middle
+    console.print(f"archscout dashboard for {study} at [bold]{url}[/] (read-only; Ctrl-C stops)", highlight=False, soft_wrap=True)
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
