@@ -1,6 +1,7 @@
 """Evolution vs random search at equal budget: is the pool doing anything?
 
     python benchmarks/search_efficiency.py --preset tiny --budget 12 --studies 2 [--out DIR]
+    python benchmarks/search_efficiency.py --presets-file my_presets.toml --preset NAME ...
 
 Runs `--studies` independent studies (study seeds 0, 1, ...) for each parent-selection policy —
 `top` (the ASI-Arch pool) and `random` (the scientific control) — with the same proposer, preset
@@ -49,7 +50,9 @@ def best_by_budget(handle, every: int) -> list[float]:
 
 def run_one(folder: Path, policy: str, seed: int, args) -> tuple[list[float], float | None]:
     config = {"preset": args.preset, "budget": args.budget, "seed": seed, "pool.selection": policy,
-              "verify.top": args.verify_top, "verify.seeds": args.seeds}
+              "verify.top": args.verify_top, "verify.seeds": args.seeds, "baseline_seeds": args.baseline_seeds}
+    if args.presets_file:
+        config["presets_file"] = str(args.presets_file.resolve())
     handle = open_study(folder, config)
     try:
         Loop(handle).run()
@@ -68,6 +71,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--verify-top", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--baseline-seeds", type=int, default=3)
+    parser.add_argument("--presets-file", type=Path, help="a TOML file with extra presets")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="archscout-search-"))
