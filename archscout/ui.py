@@ -130,6 +130,9 @@ class RunView:
             self.stage = f"resuming experiment {event['seq']} from '{event['state']}'"
         elif stage:
             self.stage = stage
+        if event.get("note"):
+            # e.g. an LLM budget reached, an LLM analysis that failed: worth a line in the scrollback
+            self.console.print(f"  {event['note']}", style="yellow", highlight=False, markup=False)
         if "best" in event:
             self.best = event["best"]
         name = event.get("task")
