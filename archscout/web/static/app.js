@@ -26,6 +26,8 @@
 
   function drawTree(el) {
     var nodes = data.nodes;
+    // smaller markers and automatic ticks once the tree is large, so thousands of nodes stay legible
+    var big = nodes.length > 300;
     var scored = nodes.filter(function (n) { return n.fitness !== null; });
     var unscored = nodes.filter(function (n) { return n.fitness === null; });
     function label(n) {
@@ -41,7 +43,7 @@
       { type: "scatter", mode: "lines", x: data.edges.x, y: data.edges.y, hoverinfo: "skip", showlegend: false,
         line: { color: "#bbb", width: 1 } },
       markers(unscored, { color: "#ccc", size: 7, line: { color: "#999", width: 1 } }, "not scored"),
-      markers(scored, { color: scored.map(function (n) { return n.fitness; }), colorscale: "Viridis", size: 9,
+      markers(scored, { color: scored.map(function (n) { return n.fitness; }), colorscale: "Viridis", size: big ? 5 : 9,
                         showscale: true, colorbar: { title: { text: "fitness" } } }, "scored")
     ];
     var ver = nodes.filter(function (n) { return n.verified; });
@@ -50,7 +52,7 @@
     traces.push(markers(ver.filter(function (n) { return n.verified !== "discovery"; }),
       { symbol: "diamond-open", size: 15, color: "#ff7f0e", line: { width: 2 } }, "verified, not significant"));
     Plotly.newPlot(el, traces, layout({
-      xaxis: { title: { text: "generation" }, zeroline: false, dtick: 1 },
+      xaxis: { title: { text: "generation" }, zeroline: false, dtick: big ? null : 1 },
       yaxis: { visible: false }, legend: { orientation: "h", y: -0.08 }, dragmode: "pan"
     }), CONFIG).then(openOnClick);
   }
