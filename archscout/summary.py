@@ -95,9 +95,9 @@ def trace(study: StudyHandle, arch_id: int) -> list[dict[str, Any]]:
     """The LLM calls of the experiment that produced an architecture (its "cognitive trace"), oldest
     first: planner, reviewer, novelty judge, debugger, judge, analyst, summarizer."""
     arch = study.db.architecture(arch_id)
-    if arch is None or arch.experiment_id is None:
+    if arch is None:
         return []
-    return [c.model_dump(mode="json") for c in study.db.ledger.calls(experiment_id=arch.experiment_id)]
+    return [c.model_dump(mode="json") for c in study.db.ledger.trace(arch_id, arch.experiment_id)]
 
 
 def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from archscout.store import schema as s
@@ -93,6 +93,17 @@ class Ledger:
             stmt = stmt.where(t.c.experiment_id == experiment_id)
         if architecture_id is not None:
             stmt = stmt.where(t.c.architecture_id == architecture_id)
+        return [LLMCall.model_validate(r._mapping) for r in self.db.fetch_all(stmt, conn)]
+
+    def trace(self, architecture_id: int, experiment_id: int | None, *, conn: Connection | None = None) -> list[LLMCall]:
+        """An architecture's "cognitive trace": every call of the experiment that produced it (the
+        planner's and reviewer's before the file existed, a debugger's on an earlier version) plus
+        any call filed under the architecture itself, oldest first."""
+        t = s.llm_calls
+        cond = t.c.architecture_id == architecture_id
+        if experiment_id is not None:
+            cond = or_(cond, t.c.experiment_id == experiment_id)
+        stmt = select(t).where(cond).order_by(t.c.id)
         return [LLMCall.model_validate(r._mapping) for r in self.db.fetch_all(stmt, conn)]
 
     def totals(self, *, conn: Connection | None = None) -> dict[str, float]:

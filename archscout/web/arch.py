@@ -93,7 +93,7 @@ def architecture_page(study: StudyHandle, arch_id: int) -> dict[str, Any] | None
          "cognition": list((a.numbers or {}).get("cognition") or []) if a.kind == "llm" else []}
         for a in db.analyses_for(arch_id)
     ]
-    calls = db.ledger.calls(architecture_id=arch_id)
+    calls = db.ledger.trace(arch_id, arch.experiment_id)
     data["llm"] = {
         "calls": [c.model_dump(mode="json") for c in calls],
         "cost_usd": sum(c.cost_usd or 0.0 for c in calls),
