@@ -269,14 +269,18 @@ class Loop:
 
     def score(self, exp: Experiment) -> Experiment:
         run = self._explore_run(exp.architecture_id)
-        judge = None
+        judge = numbers = None
         if self.team is not None and self.cfg.fitness.judge == "llm":
             arch = self.db.architecture(exp.architecture_id)
+            # the rubric's 10/10 anchor: the best explored design so far, when it is not the baseline
             top = self.db.top_scores(EXPLORE, self.preset.name, 1)
-            reference = self.db.architecture(top[0][0]).code if top and top[0][0] != arch.id else None
+            best = top[0][0] if top and top[0][0] not in (arch.id, self.baseline_id) else None
+            reference = self.db.architecture(best).code if best else None
             judge, numbers = self.team.judge(exp.id, arch.id, arch.code, run.result, self.ref, reference)
-            self.db.add_analysis(arch.id, "judge", "rubric judge" if judge is not None else "judge failed", numbers)
         with self.db.transaction() as tx:
+            if numbers is not None:
+                text = "rubric judge" if judge is not None else "judge failed: fitness records it as missing"
+                self.db.add_analysis(exp.architecture_id, "judge", text, numbers, conn=tx)
             self._store_score(exp.architecture_id, run.result, conn=tx, judge=judge)
             exp = self.exps.advance(exp.id, "scored", conn=tx)
             _fault("commit:scored")

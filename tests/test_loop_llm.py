@@ -3,7 +3,7 @@ scripted server, real sandboxed training at the smoke preset, a real SQLite stud
 
 The scripted model answers by role: the planner writes three files in turn (the second trains into
 an exception that the probes cannot see) and the debugger repairs it; the third never validates and
-the fourth is first invalid Python; the reviewer, novelty judge,
+the fourth is first invalid Python and its judge never answers in JSON; the reviewer, novelty judge,
 judge, analyst and summarizer answer plainly. A first run with a tiny token budget stops cleanly
 mid-study; the resumed run completes the four experiments with the ledger, traces and retrieved
 cognition stored.
@@ -49,6 +49,7 @@ class Model:
         self.planned = 0
         self.roles: list[str] = []
         self.planner_prompts: list[str] = []
+        self.judged = 0
 
     def __call__(self, request: dict, api: str):
         system, user = prompt_text(request, api)
@@ -73,6 +74,10 @@ class Model:
             assert "scripted bug" in user  # the log tail reached the debugger
             return json.dumps({"diagnosis": "drop the batch-size guard", "code": GOOD[1]})
         if role == "judge":
+            if "Your previous reply was" not in user:
+                self.judged += 1
+            if self.judged == 3:  # the last experiment's judge never answers in JSON
+                return "A solid design; I would rather not put numbers on it."
             return json.dumps({d: {"score": 6, "rationale": "modest change"} for d in DIMS})
         if role == "analyst":
             return json.dumps(ANALYSIS)
@@ -126,7 +131,11 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
             assert {"statistical", "llm", "experience", "judge"} <= set(kinds)
             llm = db.analyses_for(arch_id, "llm")[-1]
             assert llm.numbers["cognition"] and llm.numbers["shortcomings"] == ANALYSIS["shortcomings"]
-            assert db.score(arch_id, "explore", "smoke").components["judge_kind"] == "llm"
+            # a judge that never validated is recorded as missing, never filled with a default
+            judge_kind = db.score(arch_id, "explore", "smoke").components["judge_kind"]
+            assert judge_kind == ("missing" if exp is exps[-1] else "llm")
+            judged = db.analyses_for(arch_id, "judge")[-1]
+            assert judged.text.startswith("judge failed") == (exp is exps[-1])
             # the trace of an architecture is every call of the experiment that produced it
             trace = {c.agent for c in db.ledger.calls(experiment_id=exp.id)}
             assert {"planner", "reviewer", "novelty", "judge", "analyst", "summarizer"} <= trace
