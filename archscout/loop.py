@@ -7,6 +7,12 @@ process killed at any point leaves either the old state or the new one, never ha
 next `run` an unfinished experiment continues from its last committed state and nothing is counted
 twice. Candidate code runs only in the sandboxed worker (through evaluate.runner). The baseline is
 evaluated first over several seeds: it is both the fitness reference and the noise floor.
+
+With LLM agents (`team`, see team.py) the stages stay the same; the agents answer inside them: a
+probe failure goes back to the planner and a failed training run to the debugger within the stage
+(the experiment is revised to the new file, the old one keeps its failed run), the judge's score
+enters fitness and the Analyst's text joins the statistical one. An LLM budget reached stops the
+study with the open experiment resumable.
 """
 
 from __future__ import annotations

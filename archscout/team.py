@@ -68,7 +68,7 @@ class Team:
         extra = [study.folder / d for d in study.config.cognition_dirs]
         self.cognition = cognition if cognition is not None else CognitionBase.load(extra)
         self.proposer = LLMProposer(self.client, cognition=self.cognition, experience=self.experience,
-                                           k=self.config.cognition_k)
+                                    k=self.config.cognition_k)
 
     def preflight(self) -> None:
         """One tiny call before any work: a missing key or dead endpoint stops `run` in one line."""
