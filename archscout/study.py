@@ -56,7 +56,7 @@ class StudyConfig(BaseModel):
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
     budget: int = Field(5, ge=0)  # experiments to run in total (5 at tiny + verification is the ~30-minute demo)
-    proposer: Literal["offline", "llm"] = "offline"  # llm: the agents of propose/agents with [llm]
+    proposer: Literal["offline", "llm"] = "offline"  # llm: the LLM agents (team.py), configured by `llm`
     llm: LLMConfig = Field(default_factory=LLMConfig)  # used only when proposer = "llm"
     cognition_dirs: list[str] = Field(default_factory=list)  # the user's own cognition entry folders
     device: str = "auto"
