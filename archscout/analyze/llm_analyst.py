@@ -100,27 +100,11 @@ def llm_analyze(
 
 
 def analyze_with_cognition(
-    client: Client,
-    base: Retriever | None,
-    *,
-    k: int = 3,
-    candidate: ArchSummary,
-    baseline_ref: BaselineRef,
-    parent: ArchSummary | None = None,
-    grandparent: ArchSummary | None = None,
-    siblings: Sequence[ArchSummary] = (),
-    numbers: dict[str, Any] | None = None,
-    cognition: Sequence[Any] = (),
-    motivation: str = "",
-    experiment_id: int | None = None,
+    client: Client, base: Retriever | None, *, k: int = 3, **analysis: Any
 ) -> tuple[AnalystOut, list[Any]]:
-    """`llm_analyze`, then the top `k` Cognition-base hits for its `shortcomings` (none when `base`
-    is None). Store `[h.entry.id for h in hits]` with the analysis."""
-    out = llm_analyze(
-        client, candidate=candidate, baseline_ref=baseline_ref, parent=parent, grandparent=grandparent,
-        siblings=siblings, numbers=numbers, cognition=cognition, motivation=motivation,
-        experiment_id=experiment_id,
-    )
+    """`llm_analyze(client, **analysis)`, then the top `k` Cognition-base hits for its `shortcomings`
+    (none when `base` is None). Store `[h.entry.id for h in hits]` with the analysis."""
+    out = llm_analyze(client, **analysis)
     return out, retrieve(base, out.shortcomings, k)
 
 
