@@ -144,7 +144,10 @@ def open_study(folder: Path, overrides: dict[str, Any] | None = None, create: bo
     exists = (folder / CONFIG_NAME).exists() or (folder / "study.db").exists()
     if not exists and not create:
         raise ConfigError(f"no study in {folder} (run `archscout run --study {folder}` to start one)")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        # private to its owner: it holds every candidate, the LLM prompts and replies, and a
+        # sandboxed child running as another uid must not read it
+        folder.mkdir(parents=True, mode=0o700)
     config = load_config(folder, overrides)
     preset = get_preset(config.preset, Path(config.presets_file) if config.presets_file else None)
     db = open_study_db(folder)
