@@ -35,6 +35,15 @@ class NoveltyConfig(BaseModel):
     max_attempts: int = 4  # proposals per experiment before it fails as a duplicate
 
 
+class SandboxConfig(BaseModel):
+    """How candidates may be isolated (archscout/evaluate/sandbox.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # run LLM-written code even when bubblewrap cannot give namespaces (the fallback: no network or
+    # filesystem isolation); offline proposals and `add` always run in whatever is available
+    allow_fallback: bool = False
+
+
 class VerifyConfig(BaseModel):
     """The verification stage (verify.py); its rule is written into the study's config."""
 
@@ -64,6 +73,7 @@ class StudyConfig(BaseModel):
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @model_validator(mode="after")
     def _judge_follows_proposer(self) -> StudyConfig:
