@@ -83,7 +83,11 @@ def readable_study(folder: Path, *, older_ok: bool = False) -> Path:
         raise InputError(f"no study in {shown(folder)} (start one with `archscout run --study "
                          f"{shown(folder)}`)")
     try:
-        con = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True)
+        # without a -wal file everything is in the main file: `immutable` then reads it without
+        # creating -wal/-shm files; with one (a study being run) the WAL must be read too
+        live = db.with_name(db.name + "-wal").exists()
+        mode = "mode=ro" if live else "mode=ro&immutable=1"
+        con = sqlite3.connect(f"file:{quote(str(db.resolve()))}?{mode}", uri=True)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             version = (con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
