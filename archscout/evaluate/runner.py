@@ -9,7 +9,6 @@ mismatched result becomes an `invalid_result` failure. The parent never imports 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -112,7 +111,7 @@ def _run_phase(
         shutil.copyfile(source_path, candidate)
         # the fallback as root gives the child a uid of its own, which cannot read a cache under
         # /root: it gets a read-only copy in its scratch folder instead
-        if sandbox.probe_isolation()[0] != "netns" and os.geteuid() == 0:
+        if sandbox.probe_isolation()[0] == "fallback-uid":
             cache_dir = sandbox.stage_readable(cache_dir, scratch)
         job = {
             "phase": phase,
