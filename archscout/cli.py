@@ -7,6 +7,7 @@ prints results. Errors the user can fix are printed as one line and exit non-zer
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,11 @@ app.add_typer(cognition_app, name="cognition")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # one line, whatever a file name or a driver message holds
+    line = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -55,15 +60,17 @@ def eval_cmd(
 
     if (file is None) == (baseline is None):
         fail("give either a FILE or --baseline NAME")
+    from archscout.inputs import InputError, candidate_text
+
     try:
         path = baseline_path(baseline) if baseline else file
-        if not path.is_file():
-            fail(f"no such file: {path}")
+        candidate_text(path)
         spec = get_preset(preset, presets_file)
-    except (ConfigError, ValueError) as err:
+    except (ConfigError, ValueError, InputError) as err:
         fail(str(err))
     from archscout.evaluate.sandbox import SandboxError
 
+    _say_isolation(err_console if as_json else console)
     try:
         with eval_progress(console, spec, quiet=as_json) as sink:
             result = evaluate_file(path, spec, seed, class_name=class_name, device=device, progress=sink, keep_scratch=keep_scratch)
@@ -74,6 +81,12 @@ def eval_cmd(
     else:
         render_result(console, result, title=str(path.name))
     _exit_for(result)
+
+
+def _say_isolation(where: Console) -> None:
+    from archscout.isolation import start_line
+
+    where.print(start_line(), highlight=False, soft_wrap=True)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -88,14 +101,34 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _open(study: Path, overrides: dict | None = None, create: bool = False):
+def _open(study: Path, overrides: dict | None = None, create: bool = False, read: bool = False):
+    """`read`: a read command (status, show, report), which must find an archscout study at this
+    schema and never create or migrate one (checked read-only first, inputs.readable_study)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from archscout.inputs import InputError, readable_study, study_folder
     from archscout.store.errors import StoreError
     from archscout.study import open_study
 
     try:
+        readable_study(study) if read else study_folder(study)
         return open_study(study, overrides, create=create)
-    except (ConfigError, StoreError) as err:
+    except (ConfigError, StoreError, InputError) as err:
         fail(str(err))
+    except DBAPIError as err:
+        fail(f"{study}: the study database cannot be read ({err.orig})")
+
+
+@contextmanager
+def _database_errors(study: Path):
+    """A database that passed the checks but breaks while being read (damaged past its first
+    pages) ends in one line too."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except DBAPIError as err:
+        fail(f"{study}: the study database cannot be read ({err.orig})")
 
 
 @app.command("run")
@@ -123,7 +156,11 @@ def run_cmd(
         overrides["pool.selection"] = selection
     if proposer:
         overrides["proposer"] = proposer
+    refusal = _refuse_llm_fallback(study, overrides)
+    if refusal:
+        fail(refusal)
     handle = _open(study, overrides, create=True)
+    _say_isolation(console)
     team = None
     if handle.config.proposer == "llm":
         from archscout.cognition.index import CognitionError
@@ -161,6 +198,29 @@ def run_cmd(
     )
 
 
+def _refuse_llm_fallback(study: Path, overrides: dict) -> str | None:
+    """Checked before the study is opened, so that bad input or a refused run writes nothing: the
+    study path, the config, the baseline file, and model-written code without namespaces."""
+    from archscout.inputs import InputError, candidate_text, study_folder
+    from archscout.isolation import llm_refusal
+    from archscout.space import BASELINES
+    from archscout.study import load_config
+
+    try:
+        study_folder(study)
+        config = load_config(study, overrides)
+        if config.baseline not in BASELINES:
+            try:
+                candidate_text(Path(config.baseline))
+            except InputError as err:
+                raise InputError(f"baseline '{config.baseline}' in {study / 'study.toml'}: {err}") from None
+    except (ConfigError, InputError) as err:
+        fail(str(err))
+    if config.proposer != "llm":
+        return None
+    return llm_refusal(config.sandbox.allow_fallback)
+
+
 @app.command("add")
 def add_cmd(
     file: Path = typer.Argument(..., help="your candidate .py file"),
@@ -169,8 +229,12 @@ def add_cmd(
     """Add your own candidate file to a study; it is evaluated and scored like any other."""
     from archscout.loop import Loop
 
-    if not file.is_file():
-        fail(f"no such file: {file}")
+    from archscout.inputs import InputError, candidate_text
+
+    try:
+        candidate_text(file)
+    except InputError as err:
+        fail(str(err))
     from archscout.evaluate.sandbox import SandboxError
     from archscout.loop import BaselineFailed
     from archscout.store.errors import StoreError
@@ -198,9 +262,10 @@ def status_cmd(
     from archscout.summary import status
     from archscout.ui import render_status
 
-    handle = _open(study)
+    handle = _open(study, read=True)
     try:
-        data = status(handle)
+        with _database_errors(study):
+            data = status(handle)
     finally:
         handle.close()
     if as_json:
@@ -222,9 +287,16 @@ def show_cmd(
     from archscout.summary import architecture
     from archscout.ui import render_architecture
 
-    handle = _open(study)
+    from archscout.inputs import InputError, architecture_id
+
     try:
-        data = architecture(handle, arch_id, with_trace=with_trace)
+        architecture_id(arch_id)
+    except InputError as err:
+        fail(str(err))
+    handle = _open(study, read=True)
+    try:
+        with _database_errors(study):
+            data = architecture(handle, arch_id, with_trace=with_trace)
     finally:
         handle.close()
     if data is None:
@@ -251,6 +323,7 @@ def verify_cmd(
     from archscout.verify import Verifier
 
     handle = _open(study)
+    _say_isolation(console)
     view = RunView(console, 0, 0)
     try:
         with Live(view, console=console, refresh_per_second=4, transient=True):
@@ -273,7 +346,7 @@ def report_cmd(
     """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
     from archscout.report import write_report
 
-    handle = _open(study)
+    handle = _open(study, read=True)
     try:
         paths = write_report(handle)
         if site is not None:
@@ -299,6 +372,15 @@ def serve_cmd(
 
     from archscout.web.study import StudyUnavailable
 
+    from archscout.inputs import InputError, port as check_port, readable_study, token as check_token
+
+    try:
+        check_port(port)
+        readable_study(study)
+        if allow_remote and token is not None:
+            check_token(token)
+    except InputError as err:
+        fail(str(err))
     loopback = host in ("127.0.0.1", "localhost", "::1")
     if not loopback and not allow_remote:
         fail(f"--host {host} exposes the study beyond this machine; add --allow-remote (a token is then required)")
@@ -328,6 +410,9 @@ def _exit_for(result: RunResult) -> None:
 
 
 from archscout.propose.llm.cli import llm_app  # noqa: E402
+from archscout.upgrade_cli import upgrade_cmd  # noqa: E402
+
+app.command("upgrade")(upgrade_cmd)
 
 app.add_typer(llm_app, name="llm")
 

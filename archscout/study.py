@@ -35,6 +35,15 @@ class NoveltyConfig(BaseModel):
     max_attempts: int = 4  # proposals per experiment before it fails as a duplicate
 
 
+class SandboxConfig(BaseModel):
+    """How candidates may be isolated (archscout/evaluate/sandbox.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # run LLM-written code even when bubblewrap cannot give namespaces (the fallback: no network or
+    # filesystem isolation); offline proposals and `add` always run in whatever is available
+    allow_fallback: bool = False
+
+
 class VerifyConfig(BaseModel):
     """The verification stage (verify.py); its rule is written into the study's config."""
 
@@ -64,6 +73,7 @@ class StudyConfig(BaseModel):
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @model_validator(mode="after")
     def _judge_follows_proposer(self) -> StudyConfig:
@@ -144,7 +154,10 @@ def open_study(folder: Path, overrides: dict[str, Any] | None = None, create: bo
     exists = (folder / CONFIG_NAME).exists() or (folder / "study.db").exists()
     if not exists and not create:
         raise ConfigError(f"no study in {folder} (run `archscout run --study {folder}` to start one)")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.exists():
+        # private to its owner: it holds every candidate, the LLM prompts and replies, and a
+        # sandboxed child running as another uid must not read it
+        folder.mkdir(parents=True, mode=0o700)
     config = load_config(folder, overrides)
     preset = get_preset(config.preset, Path(config.presets_file) if config.presets_file else None)
     db = open_study_db(folder)

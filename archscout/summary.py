@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from archscout.isolation import summary as isolation_summary
 from archscout.study import StudyHandle
 
 EXPLORE = "explore"
@@ -78,6 +79,7 @@ def status(study: StudyHandle) -> dict[str, Any]:
         "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
         "best": best_architectures(study),
         "llm": llm_spend(study),
+        "isolation": isolation_summary(study),
     }
 
 

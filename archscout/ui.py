@@ -177,6 +177,10 @@ def render_status(console: Console, data: dict) -> None:
     for key, stats in base.items():
         if isinstance(stats, dict) and "mean" in stats:
             head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})")
+    if data.get("isolation"):
+        iso = data["isolation"]
+        runs = ", ".join(f"{k} {v}" for k, v in sorted(iso["runs"].items())) or "none yet"
+        head.add_row("isolation", f"{iso['level']} here now ({iso['reason']}); runs: {runs}")
     if data.get("llm"):
         tot = data["llm"]["totals"]
         limits = [f"{data['llm'][k]:,} tokens" if k == "budget_tokens" else f"${data['llm'][k]:.2f}"

@@ -15,7 +15,8 @@ Roles:
   hide), and report on the status pipe, as JSON lines, that it started and then the exit code or
   signal, CPU seconds, peak RSS and how many survivors were killed. When archscout dies (the
   lifeline pipe reaches EOF, or, in the fallback, the parent-death signal arrives) it takes the tree
-  down: SIGTERM, then SIGKILL. The command's parent is this process, not archscout, so
+  down: SIGTERM, then SIGKILL. With `uid=N` (the fallback as root) the command runs as that uid.
+  The command's parent is this process, not archscout, so
   `os.kill(os.getppid(), SIGKILL)` kills the supervisor, never the study.
 
 It does not decide anything: every limit is computed by the parent and passed as `key=value`
@@ -126,6 +127,12 @@ def _exec_command(cfg: dict, argv: list[str], supervisor: int) -> None:
             resource.setrlimit(getattr(resource, name), (soft, hard))
         if cfg.get("drop_caps"):
             _drop_capabilities()
+        if "uid" in cfg:
+            # the fallback as root: a uid of its own (bounding set already empty, and setuid away
+            # from 0 clears the permitted capabilities too)
+            os.setgroups([])
+            os.setgid(cfg["uid"])
+            os.setuid(cfg["uid"])
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
         os.execvp(argv[0], argv)
     except BaseException as err:  # noqa: BLE001 - nothing may escape a forked child
@@ -216,7 +223,7 @@ def parse_config(items: list[str]) -> dict:
         if key == "rlimit":
             name, soft, hard = value.split(":")
             cfg["rlimit"].append((name, int(soft), int(hard)))
-        elif key in ("status_fd", "lifeline_fd", "parent_pid"):
+        elif key in ("status_fd", "lifeline_fd", "parent_pid", "uid"):
             cfg[key] = int(value)
         elif key == "grace_s":
             cfg[key] = float(value)

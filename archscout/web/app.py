@@ -5,10 +5,14 @@ as `<path>.json` (`/index.json` for the overview), and `/static/*` (our CSS/JS a
 from the installed `plotly` package).
 
 Safety, in one middleware that every request passes:
-- GET and HEAD only; anything else is 405, so no request can change the study (and the database
-  is opened with SQLite `mode=ro` besides, see study.py).
+- GET and HEAD only (HEAD: the same status and headers, no body); anything else is 405, so no
+  request can change the study (and the database is opened with SQLite `mode=ro` besides, see
+  study.py).
 - Without a token (the default, bound to 127.0.0.1) only requests whose Host header names the loop
-  back interface are served: a web page elsewhere cannot read the study through DNS rebinding.
+  back interface are served, as parsed by Starlette's `TrustedHostMiddleware` (400 otherwise, also
+  for `localhost:PORT@evil.com` or `[::1]evil.com`): a web page elsewhere cannot read the study
+  through DNS rebinding.
+- Ids are ASCII digits within SQLite's integers; anything else (`/arch/²`, 30-digit ids) is 404.
 - With a token (`--allow-remote`), every request must carry it: `?token=`, the `X-Archscout-Token`
   header or `Authorization: Bearer`, then the cookie set after the first good `?token=`. Compared
   in constant time.
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from archscout.web.pages import BUILDERS, page_data, render_page
 from archscout.web.render import STATIC_DIR, Links, environment, plotly_js
@@ -31,7 +36,9 @@ from archscout.web.study import open_readonly
 
 TOKEN_COOKIE = "archscout_token"
 TOKEN_HEADER = "x-archscout-token"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # as TrustedHostMiddleware parses the Host header
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot name a row
+READ = ["GET", "HEAD"]
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 SECURITY_HEADERS = {
@@ -42,13 +49,6 @@ SECURITY_HEADERS = {
 }
 PATHS = {"/": "index", "/index": "index", "/leaderboard": "leaderboard", "/tree": "tree", "/trends": "trends",
          "/failures": "failures"}
-
-
-def _host_name(host_header: str) -> str:
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host.split("]")[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _presented_token(request: Request) -> tuple[str | None, bool]:
@@ -66,6 +66,8 @@ def _presented_token(request: Request) -> tuple[str | None, bool]:
 def create_app(study_dir: str | Path, token: str | None = None) -> FastAPI:
     """The dashboard for the study in `study_dir`. `token`: required on every request when given
     (remote use); without it only loopback Host names are served."""
+    if token is not None and not token.strip():
+        raise ValueError("an empty token would let every request in")
     study = open_readonly(study_dir)
 
     @asynccontextmanager
@@ -89,7 +91,14 @@ def create_app(study_dir: str | Path, token: str | None = None) -> FastAPI:
                 # later page links and the overview's polling carry no token; the cookie does
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         response.headers.update(SECURITY_HEADERS)
+        if request.method == "HEAD":
+            # the GET's status and headers (its length included), no body
+            response = Response(status_code=response.status_code, headers=dict(response.headers))
         return response
+
+    if token is None:
+        # added last, so it runs first: a foreign Host never reaches the pages
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)
 
     def page(name: str, path: str, as_json: bool, arch_id: int | None = None) -> Response:
         data = page_data(study, name, arch_id)
@@ -100,7 +109,7 @@ def create_app(study_dir: str | Path, token: str | None = None) -> FastAPI:
         live = name == "index"
         return HTMLResponse(render_page(study, name, data, server_links, here=path, live=live))
 
-    @app.get("/static/{name}")
+    @app.api_route("/static/{name}", methods=READ)
     def static(name: str) -> Response:
         if name == "plotly.min.js":
             return FileResponse(plotly_js(), media_type="text/javascript",
@@ -111,16 +120,17 @@ def create_app(study_dir: str | Path, token: str | None = None) -> FastAPI:
             return _not_found("no such file", False)
         return FileResponse(path)
 
-    @app.get("/arch/{ref}")
+    @app.api_route("/arch/{ref}", methods=READ)
     def arch(ref: str) -> Response:
         as_json = ref.endswith(".json")
         raw = ref[:-5] if as_json else ref
-        if not raw.isdigit():
+        # isascii: "²".isdigit() is true, and int() of it fails
+        if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) <= MAX_ID:
             return _not_found(f"not an architecture id: {raw}", as_json)
         return page("arch", f"/arch/{raw}", as_json, int(raw))
 
-    @app.get("/{ref}")
-    @app.get("/")
+    @app.api_route("/{ref}", methods=READ)
+    @app.api_route("/", methods=READ)
     def named(ref: str = "") -> Response:
         as_json = ref.endswith(".json")
         path = "/" + (ref[:-5] if as_json else ref)
@@ -136,9 +146,7 @@ def _refusal(request: Request, token: str | None) -> tuple[int, str] | None:
     if request.method not in ("GET", "HEAD"):
         return 405, "read-only dashboard: only GET and HEAD"
     if token is None:
-        if _host_name(request.headers.get("host", "")) not in LOCAL_HOSTS:
-            return 403, "this dashboard serves 127.0.0.1 only; use --allow-remote (with a token) for other hosts"
-        return None
+        return None  # the Host header is TrustedHostMiddleware's
     presented, _ = _presented_token(request)
     if presented is None or not hmac.compare_digest(presented.encode(), token.encode()):
         return 401, "token required: open the URL printed by `archscout serve` (…?token=…)"

@@ -48,6 +48,6 @@ def open_readonly(folder: str | Path) -> StudyHandle:
         engine.dispose()
         raise StudyUnavailable(
             f"{db_path} is at schema version {version}, this archscout reads {LATEST_VERSION}; "
-            f"run `archscout status --study {folder}` once to upgrade it"
+            f"run `archscout upgrade --study {folder}` once"
         )
     return StudyHandle(folder, config, preset, StudyDB(engine))

@@ -174,7 +174,7 @@ def test_the_database_is_opened_read_only(synthetic_study):
 
 def test_without_token_only_loopback_host_names_are_served(synthetic_study):
     with TestClient(create_app(synthetic_study), base_url="http://evil.example:8765") as c:
-        assert c.get("/").status_code == 403
+        assert c.get("/").status_code == 400
     with TestClient(create_app(synthetic_study), base_url="http://localhost:8765") as c:
         assert c.get("/").status_code == 200
 
@@ -200,3 +200,37 @@ def test_real_smoke_study_pages_render(smoke_study):
         for path in PAGES + [f"/arch/{i}" for i in ids]:
             assert c.get(path).status_code == 200, path
             assert c.get(twin(path)).status_code == 200, path
+
+
+@pytest.mark.parametrize("path", ["/arch/²", "/arch/².json", "/arch/99999999999999999999",
+                                  "/arch/9223372036854775808.json", "/arch/0", "/arch/-1", "/arch/1e3"])
+def test_non_numeric_or_out_of_range_ids_are_404(client, path):
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("host", ["localhost:8765@evil.com", "[::1]evil.com", "evil.com",
+                                  "localhost.evil.com:8765", "127.0.0.1.nip.io"])
+def test_host_headers_that_only_look_like_loopback_are_refused(client, host):
+    response = client.get("/index.json", headers={"Host": host})
+    assert response.status_code == 400
+    assert "experiments" not in response.text
+
+
+@pytest.mark.parametrize("host", ["localhost:8765", "127.0.0.1:8765", "[::1]:8765", "localhost"])
+def test_loopback_host_headers_are_served(client, host):
+    assert client.get("/index.json", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("path", PAGES + ["/index.json", "/arch/1", "/static/style.css"])
+def test_head_is_answered_like_get_without_a_body(client, path):
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-security-policy"] == got.headers["content-security-policy"]
+
+
+def test_an_empty_token_is_refused_when_the_app_is_made(synthetic_study):
+    with pytest.raises(ValueError, match="empty token"):
+        create_app(synthetic_study, token="")

@@ -100,3 +100,28 @@ def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
         page.screenshot(path=str(SHOTS / "architecture.png"), full_page=True)
         browser.close()
     assert not problems, "\n".join(problems)
+
+
+def test_the_static_export_works_from_disk_under_its_csp_meta_tag(synthetic_study, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extra: pip install -e '.[test]'")
+    from archscout.web.export import write_site
+    from archscout.web.study import open_readonly
+
+    study = open_readonly(synthetic_study)
+    try:
+        write_site(study, tmp_path / "site")
+    finally:
+        study.close()
+    assert "Content-Security-Policy" in (tmp_path / "site" / "index.html").read_text()
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto((tmp_path / "site" / "tree.html").as_uri())
+        page.locator("#tree-chart .scatterlayer path.point").first.wait_for(timeout=15000)
+        page.goto((tmp_path / "site" / "trends.html").as_uri())
+        page.locator("[data-chart='scaling'] .scatterlayer").wait_for(state="attached", timeout=15000)
+        browser.close()
+    assert not problems, "\n".join(problems)
