@@ -105,6 +105,9 @@ class RunResult(BaseModel):
     wall_s: dict[str, float] = Field(default_factory=dict)  # per phase: probe, train, total
     device: str = "cpu"
     isolation: str = ""  # "netns" | "fallback" (set by the sandbox)
+    # set by the parent (evaluate/scoring.py), never taken from the child: who computed the scored
+    # numbers, how many perturbed copies were compared, CPU seconds the supervisor measured, ...
+    trust: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
 
     @property
