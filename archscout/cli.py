@@ -332,6 +332,11 @@ from archscout.propose.llm.cli import llm_app  # noqa: E402
 app.add_typer(llm_app, name="llm")
 
 
+from archscout.recheck_cli import register as _register_recheck  # noqa: E402
+
+_register_recheck(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

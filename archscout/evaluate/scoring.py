@@ -119,7 +119,7 @@ class ScoringDriver(threading.Thread):
 
     def __init__(self, folder: Path, preset: Preset, seed: int, cache_dir: Path, *,
                  check_seed: int, checks: int = CHECKS_PER_ROUND, checks_final: int = CHECKS_FINAL,
-                 lengths: tuple[int, ...] = ()):
+                 lengths: tuple[float, ...] = ()):
         super().__init__(daemon=True, name="archscout-scoring")
         self.folder = Path(folder)
         self.preset = preset
@@ -191,7 +191,9 @@ class ScoringDriver(threading.Thread):
         batches = data.batches()
         n_checks = self.checks_final if step == spec.optim.steps else self.checks
         checks = [self._make_check(data, batches, length=spec.seq_len) for _ in range(n_checks)]
-        checks += [self._make_check(data, batches, length=n) for n in self.lengths if 2 <= n < spec.seq_len]
+        # re-checks add copies at shorter lengths (fractions of the scored length)
+        shorter = sorted({max(2, int(f * spec.seq_len)) for f in self.lengths} - {spec.seq_len})
+        checks += [self._make_check(data, batches, length=n) for n in shorter if n < spec.seq_len]
         items = [("score", i) for i in range(len(batches))] + [("check", i) for i in range(len(checks))]
         self.rng.shuffle(items)
         prefix: dict[tuple[str, int], torch.Tensor] = {}  # outputs kept until their pair arrives
