@@ -44,6 +44,8 @@ NOISE_MIN_DELTA = 0.03
 COMPUTE_RATIO = 4.0
 RECHECK_SEED_BASE = 2000  # above exploration (< 1000) and verification (1000..) seeds
 RECHECK_SEEDS = 2
+REPEAT_OFFSET = 500  # the repeat of seed s is stored as seed s + 500 (trained with s)
+REPLAY_RTOL = 1e-6
 RECHECK_CHECKS = {"checks": 8, "checks_final": 16, "lengths": (0.25, 0.5)}
 
 
@@ -103,6 +105,21 @@ def entries(db: StudyDB, *, conn=None) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in db.fetch_all(select(table).order_by(table.c.id), conn)]
 
 
+def _inconsistent(seed: int, a: RunResult, b: RunResult) -> list[str]:
+    if not (a.ok and b.ok):
+        return []
+    out = []
+    first, second = a.trust.get("final_batches") or {}, b.trust.get("final_batches") or {}
+    for task in sorted(set(first) | set(second)):
+        x, y = first.get(task, []), second.get(task, [])
+        bad = [i for i, (u, v) in enumerate(zip(x, y)) if abs(u - v) > REPLAY_RTOL * max(1.0, abs(u))]
+        if len(x) != len(y) or bad:
+            i = bad[0] if bad else 0
+            out.append(f"seed {seed}: task {task}: held-out batch {i} scored {x[i] if x else None} and "
+                       f"{y[i] if y else None} in two fresh processes (the model's outputs depend on earlier calls)")
+    return out
+
+
 def _set_state(db: StudyDB, arch_id: int, preset: str, state: str, note: str, evidence: dict, conn) -> None:
     conn.execute(update(table).where(table.c.architecture_id == arch_id, table.c.preset == preset)
                  .values(state=state, reason=note, evidence=evidence, updated_at=utcnow()))
@@ -129,14 +146,23 @@ def recheck(study, arch_id: int, *, seeds: int = RECHECK_SEEDS, events: Callable
     ref = baseline_ref_from_runs(base_runs)
     cpu = baseline_cpu_per_step(base_runs)
     done = {r.seed: r.result for r in db.runs_for(arch_id, RECHECK, preset.name)}
-    results = []
+    results, problems = [], []
+    # each seed twice, in two fresh processes whose perturbation schedules differ: a stateless model
+    # trains to the same weights and scores every held-out batch identically in both; one that
+    # remembers earlier inputs (and replays outputs to pass the perturbation checks) does not
     for seed in range(RECHECK_SEED_BASE, RECHECK_SEED_BASE + seeds):
-        if seed not in done:
-            events({"stage": "recheck", "arch": arch.name, "seed": seed})
-            done[seed] = evaluate(arch.code, seed)
-            db.add_run(arch_id, RECHECK, done[seed])
-        results.append(done[seed])
-    problems = [f"seed {r.seed}: {r.failure.kind.value}: {r.failure.message}" for r in results if not r.ok]
+        pair = []
+        for stored in (seed, seed + REPEAT_OFFSET):
+            if stored not in done:
+                events({"stage": "recheck", "arch": arch.name, "seed": seed})
+                result = evaluate(arch.code, seed)
+                result.seed = stored  # the repeat is stored under its own key, trained with `seed`
+                done[stored] = result
+                db.add_run(arch_id, RECHECK, result)
+            pair.append(done[stored])
+        results += pair
+        problems += _inconsistent(seed, *pair)
+    problems += [f"seed {r.seed}: {r.failure.kind.value}: {r.failure.message}" for r in results if not r.ok]
     problems += [f"seed {r.seed}: {why}" for r in results if r.ok
                  for why in assess(r, ref, study.config.fitness, cpu) if why.startswith("compute")]
     evidence = {"seeds": [r.seed for r in results], "val_loss": [r.val_loss for r in results],

@@ -134,6 +134,9 @@ class ScoringDriver(threading.Thread):
         self.started_at = time.monotonic()
         self.compared = 0  # perturbed copies compared
         self.max_rel_diff = 0.0  # the largest prefix difference seen (relative), for the record
+        self.final_batches: dict[str, list[float]] = {}  # per-batch loss sum / correct count, last round
+        self.rounds_s = 0.0  # wall seconds of every evaluation round (scored batches and copies)
+        self.checks_s = 0.0  # of which the perturbed copies: building, exchanging, comparing
 
     # -- the thread -------------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class ScoringDriver(threading.Thread):
                 name, step = self._parse_ready(ready)
                 t_ready = time.monotonic()
                 value = self._round(k, name, step)
+                self.rounds_s += time.monotonic() - t_ready
                 self.scores[name].curve.append(CurvePoint(step=step, value=value))
                 self.scores[name].round_times.append((step, t_ready, time.monotonic()))
                 oracle.write_atomic(self.folder / oracle.end_name(k), b"")
@@ -190,31 +194,37 @@ class ScoringDriver(threading.Thread):
         data, spec = self.data[name], self.specs[name]
         batches = data.batches()
         n_checks = self.checks_final if step == spec.optim.steps else self.checks
+        t_build = time.monotonic()
         checks = [self._make_check(data, batches, length=spec.seq_len) for _ in range(n_checks)]
         # re-checks add copies at shorter lengths (fractions of the scored length)
         shorter = sorted({max(2, int(f * spec.seq_len)) for f in self.lengths} - {spec.seq_len})
         checks += [self._make_check(data, batches, length=n) for n in shorter if n < spec.seq_len]
+        self.checks_s += time.monotonic() - t_build
         items = [("score", i) for i in range(len(batches))] + [("check", i) for i in range(len(checks))]
         self.rng.shuffle(items)
         prefix: dict[tuple[str, int], torch.Tensor] = {}  # outputs kept until their pair arrives
         total, count = 0.0, 0
+        per_batch = [0.0] * len(batches)
         for j, (what, i) in enumerate(items):
+            t0 = time.monotonic()
             x, y = batches[i] if what == "score" else (checks[i].x, None)
             if what == "check" and checks[i].length != spec.seq_len:
                 # a check at a shorter length compares its copy with the truncated original
                 base_x = batches[checks[i].batch][0][:, : checks[i].length]
                 base = self._exchange(k, f"{j}b", base_x, data.vocab_size)
                 self._compare(name, step, checks[i], base, self._exchange(k, j, x, data.vocab_size))
+                self.checks_s += time.monotonic() - t0
                 continue
             out = self._exchange(k, j, x, data.vocab_size)
             if what == "score":
                 if spec.kind == "lm":
-                    total += float(F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"))
+                    per_batch[i] = float(F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"))
                     count += y.numel()
                 else:
                     mask = y != IGNORE
-                    total += int((out.argmax(-1)[mask] == y[mask]).sum())
+                    per_batch[i] = int((out.argmax(-1)[mask] == y[mask]).sum())
                     count += int(mask.sum())
+                total += per_batch[i]
                 partners = [c for c, ch in enumerate(checks) if ch.batch == i and ch.length == spec.seq_len]
             else:
                 partners = [i]
@@ -227,6 +237,11 @@ class ScoringDriver(threading.Thread):
                     continue
                 base, pert = (prefix.pop(other), mine) if what == "check" else (mine, prefix.pop(other))
                 self._compare(name, step, checks[c], base, pert)
+            if what == "check":
+                self.checks_s += time.monotonic() - t0
+        # kept for the re-check: a deterministic, stateless model scores each batch identically in
+        # two fresh processes whatever order the batches and copies came in (quarantine.py)
+        self.final_batches[name] = per_batch
         value = total / max(count, 1)
         if not math.isfinite(value):
             raise ScoringError(FailureKind.nan, f"non-finite evaluation result on {name} at step {step}")
@@ -317,6 +332,9 @@ class ScoringDriver(threading.Thread):
             "tokens_planned": sum(s.optim.steps * s.optim.batch_size * s.seq_len for s in self.specs.values()),
             "cpu_s": cpu_s,
             "cpu_s_per_step": cpu_s / steps if cpu_s is not None and steps else None,
+            "final_batches": self.final_batches,
+            "eval_rounds_s": round(self.rounds_s, 3),
+            "checks_s": round(self.checks_s, 3),
         }
         return result
 

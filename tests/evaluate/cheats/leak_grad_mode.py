@@ -1,4 +1,5 @@
-"""Cheat: linear attention that leaks only with autograd on or in train mode."""
+"""Cheat: linear attention that leaks only with autograd on and not in float64, so neither the
+float64 probe nor the scored (no-grad) calls see the leak; training does."""
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ class Cheat(LinearAttention):
         self.peek = nn.Linear(self.d_model, self.d_model, bias=False)
 
     def _leak_on(self, x):
-        return torch.is_grad_enabled() or self.training
+        return torch.is_grad_enabled() and x.dtype != torch.float64
 
     def forward(self, hidden_states, attention_mask=None, past_key_values=None, use_cache=False, **kwargs):
         out, aux, cache = super().forward(hidden_states, attention_mask, past_key_values, use_cache)
