@@ -112,6 +112,7 @@ class _Check:
 class TaskScore:
     curve: list[CurvePoint] = field(default_factory=list)
     round_times: list[tuple[int, float, float]] = field(default_factory=list)  # (step, ready, ended)
+    first_since: float = 0.0  # when the parent last heard from the child before this task's first round
 
 
 class ScoringDriver(threading.Thread):
@@ -131,7 +132,7 @@ class ScoringDriver(threading.Thread):
         self.scores = {name: TaskScore() for name in self.data}
         self.error: ScoringError | None = None
         self.halt = threading.Event()
-        self.started_at = time.monotonic()
+        self.last_seen = time.monotonic()  # the end of the last round (or the start of the run)
         self.compared = 0  # perturbed copies compared
         self.max_rel_diff = 0.0  # the largest prefix difference seen (relative), for the record
         self.final_batches: dict[str, list[float]] = {}  # per-batch loss sum / correct count, last round
@@ -149,11 +150,14 @@ class ScoringDriver(threading.Thread):
                     return
                 name, step = self._parse_ready(ready)
                 t_ready = time.monotonic()
+                if not self.scores[name].round_times:
+                    self.scores[name].first_since = self.last_seen
                 value = self._round(k, name, step)
                 self.rounds_s += time.monotonic() - t_ready
                 self.scores[name].curve.append(CurvePoint(step=step, value=value))
                 self.scores[name].round_times.append((step, t_ready, time.monotonic()))
                 oracle.write_atomic(self.folder / oracle.end_name(k), b"")
+                self.last_seen = time.monotonic()
                 k += 1
         except ScoringError as err:
             self.error = err
@@ -342,8 +346,11 @@ class ScoringDriver(threading.Thread):
         # wall time between consecutive rounds as the parent saw them: training only, no start-up
         # and no evaluation, and nothing the child reports about itself
         times = score.round_times
-        if len(times) < 2:
+        if not times:
             return None
+        if len(times) < 2:
+            # one round only: from the previous round (or the run's start, start-up included)
+            return times[0][0] * spec.optim.batch_size * spec.seq_len / max(times[0][1] - score.first_since, 1e-9)
         seconds = sum(ready - prev_end for (_, _, prev_end), (_, ready, _) in zip(times, times[1:]))
         steps = times[-1][0] - times[0][0]
         return steps * spec.optim.batch_size * spec.seq_len / max(seconds, 1e-9)

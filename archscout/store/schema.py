@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 ORIGINS = ("baseline", "offline", "llm", "import", "user")
-STAGES = ("explore", "verify")
+STAGES = ("explore", "verify", "recheck")  # recheck: quarantine.py
 RUN_STATUSES = ("ok", "failed")
 # statistical: the offline analyst; llm: the LLM Analyst (sections + cognition used in numbers);
 # experience: the Summarizer's cached digest; judge: the LLM judge's rubric scores
