@@ -159,7 +159,7 @@ def _run_phase(
         return result, outcome.wall_s, outcome.isolation
     finally:
         if driver is not None:
-            driver.halt.set()
+            scoring.stop(driver)
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 

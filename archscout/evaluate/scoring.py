@@ -20,6 +20,7 @@ answers a repeated prefix from memory is not detected (see the README's threat m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -123,6 +124,7 @@ class ScoringDriver(threading.Thread):
                  lengths: tuple[float, ...] = ()):
         super().__init__(daemon=True, name="archscout-scoring")
         self.folder = Path(folder)
+        self.dir = _Dir(self.folder)
         self.preset = preset
         key = heldout_key(cache_dir)
         self.data = {s.name: load_heldout(s, seed, cache_dir, key) for s in preset.tasks}
@@ -145,7 +147,7 @@ class ScoringDriver(threading.Thread):
         k = 0
         try:
             while not self.halt.is_set():
-                ready = self._wait(self.folder / oracle.ready_name(k))
+                ready = self._wait(oracle.ready_name(k))
                 if ready is None:
                     return
                 name, step = self._parse_ready(ready)
@@ -156,7 +158,7 @@ class ScoringDriver(threading.Thread):
                 self.rounds_s += time.monotonic() - t_ready
                 self.scores[name].curve.append(CurvePoint(step=step, value=value))
                 self.scores[name].round_times.append((step, t_ready, time.monotonic()))
-                oracle.write_atomic(self.folder / oracle.end_name(k), b"")
+                self.dir.write(oracle.end_name(k), b"")
                 self.last_seen = time.monotonic()
                 k += 1
         except ScoringError as err:
@@ -169,10 +171,10 @@ class ScoringDriver(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def _wait(self, path: Path, cap: int = 1 << 16) -> bytes | None:
+    def _wait(self, name: str, cap: int = 1 << 16) -> bytes | None:
         while not self.halt.is_set():
-            if path.exists():
-                return _read_capped(path, cap)
+            if self.dir.exists(name):
+                return self.dir.read(name, cap)
             time.sleep(POLL_S)
         return None
 
@@ -209,17 +211,18 @@ class ScoringDriver(threading.Thread):
         prefix: dict[tuple[str, int], torch.Tensor] = {}  # outputs kept until their pair arrives
         total, count = 0.0, 0
         per_batch = [0.0] * len(batches)
-        for j, (what, i) in enumerate(items):
+        self._requests = 0  # the child numbers requests 0, 1, 2, ... within a round
+        for what, i in items:
             t0 = time.monotonic()
             x, y = batches[i] if what == "score" else (checks[i].x, None)
             if what == "check" and checks[i].length != spec.seq_len:
                 # a check at a shorter length compares its copy with the truncated original
                 base_x = batches[checks[i].batch][0][:, : checks[i].length]
-                base = self._exchange(k, f"{j}b", base_x, data.vocab_size)
-                self._compare(name, step, checks[i], base, self._exchange(k, j, x, data.vocab_size))
+                base = self._exchange(k, base_x, data.vocab_size)
+                self._compare(name, step, checks[i], base, self._exchange(k, x, data.vocab_size))
                 self.checks_s += time.monotonic() - t0
                 continue
-            out = self._exchange(k, j, x, data.vocab_size)
+            out = self._exchange(k, x, data.vocab_size)
             if what == "score":
                 if spec.kind == "lm":
                     per_batch[i] = float(F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"))
@@ -277,12 +280,15 @@ class ScoringDriver(threading.Thread):
 
     # -- the channel --------------------------------------------------------------------------------
 
-    def _exchange(self, k: int, j, x: torch.Tensor, vocab: int) -> torch.Tensor:
+    def _exchange(self, k: int, x: torch.Tensor, vocab: int) -> torch.Tensor:
         """Send one batch, wait for its logits, validate them."""
-        oracle.save_array(self.folder / oracle.in_name(k, j), x.numpy().astype(np.int64))
-        path = self.folder / oracle.out_name(k, j)
+        j, self._requests = self._requests, self._requests + 1
+        buf = io.BytesIO()
+        np.save(buf, x.numpy().astype(np.int64), allow_pickle=False)
+        self.dir.write(oracle.in_name(k, j), buf.getvalue())
+        name = oracle.out_name(k, j)
         shape = (x.size(0), x.size(1), vocab)
-        raw = self._wait(path, cap=4 * math.prod(shape) + 4096)
+        raw = self._wait(name, cap=4 * math.prod(shape) + 4096)
         if raw is None:
             raise _Halted
         try:
@@ -290,7 +296,7 @@ class ScoringDriver(threading.Thread):
         except (ValueError, OSError, EOFError):
             raise ScoringError(FailureKind.invalid_result, "the oracle's logits are not a valid array") from None
         finally:
-            path.unlink(missing_ok=True)
+            self.dir.unlink(name)
         if out.dtype != np.float32 or out.shape != shape:
             raise ScoringError(FailureKind.invalid_result,
                                f"the oracle returned {out.dtype} {out.shape}, expected float32 {shape}")
@@ -360,17 +366,48 @@ class _Halted(Exception):
     """The run ended (exited, timed out) while the driver waited for the child."""
 
 
-def _read_capped(path: Path, cap: int) -> bytes:
-    # the child could plant a symlink to a host file or a FIFO: never follow, never block
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        raise ScoringError(FailureKind.invalid_result, f"the oracle's file {path.name} cannot be opened") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
-            raise ScoringError(FailureKind.invalid_result, f"the oracle's file {path.name} is not a plain file of bounded size")
-        return fh.read(cap + 1)[:cap]
+class _Dir:
+    """The oracle folder as the parent touches it. The child may write there, so it could plant
+    symlinks or FIFOs, or swap the folder for a link to a host directory: every operation goes
+    through a descriptor of the folder opened before the child started, never follows a link and
+    never blocks, and writes create fresh files (O_EXCL) under random names before the rename."""
+
+    def __init__(self, folder: Path):
+        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def read(self, name: str, cap: int) -> bytes:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=self.fd)
+        except OSError:
+            raise ScoringError(FailureKind.invalid_result, f"the oracle's file {name} cannot be opened") from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
+                raise ScoringError(FailureKind.invalid_result, f"the oracle's file {name} is not a plain file of bounded size")
+            return fh.read(cap + 1)[:cap]
+
+    def write(self, name: str, data: bytes) -> None:
+        tmp = f".p{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=self.fd)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def unlink(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=self.fd)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:  # once: the number may be reused afterwards
+            os.close(fd)
 
 
 def start_driver(scratch: Path, preset: Preset, seed: int, cache_dir: Path, **checks) -> ScoringDriver:
@@ -400,13 +437,19 @@ def hidden_paths(preset: Preset, cache_dir: Path) -> list[Path]:
     return paths
 
 
+def stop(driver: ScoringDriver) -> None:
+    driver.halt.set()
+    driver.join(timeout=10)
+    if not driver.is_alive():
+        driver.dir.close()
+
+
 def finish(driver: ScoringDriver, result: RunResult, cpu_s: float | None, base: dict) -> RunResult:
     """The run's result with the parent's numbers, or the driver's failure (a leak found on the
     trained weights wins over whatever the child said about itself)."""
     from archscout.records import failed_result
 
-    driver.halt.set()
-    driver.join(timeout=10)
+    stop(driver)
     if driver.error is not None:
         err = driver.error
         return failed_result(kind=err.kind, message=err.message, tasks=result.tasks, **base)
