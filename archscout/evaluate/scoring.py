@@ -45,7 +45,8 @@ ORACLE_BATCH = 16  # sequences per request
 CHECKS_PER_ROUND = 2  # perturbed copies at an intermediate evaluation
 CHECKS_FINAL = 4  # and at the final one, whose numbers are scored
 REL_TOL = 1e-4  # allowed |difference| relative to max(1, max |logit|) at positions <= t
-POLL_S = 0.002
+POLL_S = 0.002  # waiting for logits (a round's requests come back fast)
+READY_POLL_S = 0.02  # waiting for the next round (training runs meanwhile: poll lightly)
 
 
 class ScoringError(Exception):
@@ -147,7 +148,7 @@ class ScoringDriver(threading.Thread):
         k = 0
         try:
             while not self.halt.is_set():
-                ready = self._wait(oracle.ready_name(k))
+                ready = self._wait(oracle.ready_name(k), interval=READY_POLL_S)
                 if ready is None:
                     return
                 name, step = self._parse_ready(ready)
@@ -171,11 +172,11 @@ class ScoringDriver(threading.Thread):
         if self.error is not None:
             raise self.error
 
-    def _wait(self, name: str, cap: int = 1 << 16) -> bytes | None:
+    def _wait(self, name: str, cap: int = 1 << 16, interval: float = POLL_S) -> bytes | None:
         while not self.halt.is_set():
             if self.dir.exists(name):
                 return self.dir.read(name, cap)
-            time.sleep(POLL_S)
+            time.sleep(interval)
         return None
 
     def _parse_ready(self, raw: bytes) -> tuple[str, int]:
