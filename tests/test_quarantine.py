@@ -133,3 +133,22 @@ def test_recheck_of_an_unknown_or_unquarantined_architecture_is_a_one_line_error
         done = _cli("recheck", str(arch), "--study", str(folder))
         assert done.returncode == 2
         assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) <= 2
+
+
+def test_the_rules_name_each_reason_and_leave_ordinary_runs_alone():
+    from archscout.analyze.fitness import BaselineRef
+    from archscout.records import RunResult
+
+    ref = BaselineRef(n=3, val_loss_mean=5.0, val_loss_std=0.01)
+
+    def run(val_loss, cpu=None):
+        return RunResult(candidate_hash="x", preset="smoke", seed=0, status="ok", val_loss=val_loss,
+                         trust={"cpu_s_per_step": cpu} if cpu else {})
+
+    assert quarantine.assess(run(4.9, 1.0), ref, cpu_per_step=1.0) == []  # 2 % better: ordinary
+    assert quarantine.assess(run(5.4), ref) == []  # worse is never suspicious
+    loss = quarantine.assess(run(4.4), ref)  # 12 % below
+    assert any(r.startswith("loss:") for r in loss) and any(r.startswith("noise:") for r in loss)
+    assert [r.split(":")[0] for r in quarantine.assess(run(4.7), ref)] == ["noise"]  # 6 %, 30 sigma
+    assert quarantine.assess(run(4.7), BaselineRef(n=3, val_loss_mean=5.0, val_loss_std=0.1)) == []
+    assert [r.split(":")[0] for r in quarantine.assess(run(5.0, 12.0), ref, cpu_per_step=1.0)] == ["compute"]
