@@ -417,6 +417,11 @@ app.command("upgrade")(upgrade_cmd)
 app.add_typer(llm_app, name="llm")
 
 
+from archscout.recheck_cli import register as _register_recheck  # noqa: E402
+
+_register_recheck(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from archscout import quarantine
 from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.evaluate.runner import merge_phases, run_phase, source_file
@@ -69,6 +70,7 @@ class Loop:
         self.baseline_id: int | None = None
         self.stopped_by = ""  # why run() stopped before the budget (an LLM budget), if it did
         self.ref: BaselineRef | None = None
+        self.baseline_cpu: float | None = None  # supervisor-measured CPU s per step (quarantine.py)
         self.references: dict[str, dict] = {}
         self.motivations: MotivationIndex | None = None
         self._probed: dict[int, RunResult] = {}
@@ -97,6 +99,7 @@ class Loop:
             self.db.add_run(self.baseline_id, EXPLORE, result)
         runs = [r.result for r in self.db.runs_for(self.baseline_id, EXPLORE, self.preset.name) if r.status == "ok"]
         self.ref = baseline_ref_from_runs(runs)
+        self.baseline_cpu = quarantine.baseline_cpu_per_step(runs)
         first = next(r for r in runs if r.seed == self.cfg.explore_seed)
         self.references = {
             name: {"train_curve": [p.model_dump() for p in t.train_curve], "step_time_s": t.step_time_s}
@@ -275,6 +278,13 @@ class Loop:
 
     def score(self, exp: Experiment) -> Experiment:
         run = self._explore_run(exp.architecture_id)
+        reasons = quarantine.assess(run.result, self.ref, self.cfg.fitness, self.baseline_cpu)
+        if reasons and exp.architecture_id != self.baseline_id:
+            # too good to be true: no fitness, no parent, no verification until `archscout recheck`
+            with self.db.transaction() as tx:
+                quarantine.hold(self.db, exp.architecture_id, self.preset.name, reasons,
+                                {"val_loss": run.result.val_loss, "trust": run.result.trust}, conn=tx)
+                return self.exps.fail(exp.id, "quarantined", "; ".join(reasons)[:500], conn=tx)
         judge = numbers = None
         if self.team is not None and self.cfg.fitness.judge == "llm":
             arch = self.db.architecture(exp.architecture_id)

@@ -28,7 +28,7 @@ class FailureKind(str, Enum):
     forward_error = "forward_error"  # exception in forward
     nan = "nan"  # NaN/inf in outputs, loss or gradients
 
-    leak = "leak"  # causality probe: future tokens change past outputs
+    leak = "leak"  # causality probe, or the checks on the trained weights: future tokens change past outputs
     batch_mixing = "batch_mixing"  # a sample's output depends on the rest of the batch
     quadratic = "quadratic"  # forward time grows ~quadratically (only when configured fatal)
     param_budget = "param_budget"  # too many parameters relative to the baseline
@@ -105,6 +105,9 @@ class RunResult(BaseModel):
     wall_s: dict[str, float] = Field(default_factory=dict)  # per phase: probe, train, total
     device: str = "cpu"
     isolation: str = ""  # "netns" | "fallback" (set by the sandbox)
+    # set by the parent (evaluate/scoring.py), never taken from the child: who computed the scored
+    # numbers, how many perturbed copies were compared, CPU seconds the supervisor measured, ...
+    trust: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
 
     @property

@@ -10,6 +10,7 @@ import difflib
 from typing import Any
 
 from archscout.isolation import summary as isolation_summary
+from archscout import quarantine
 from archscout.study import StudyHandle
 
 EXPLORE = "explore"
@@ -78,6 +79,11 @@ def status(study: StudyHandle) -> dict[str, Any]:
         "baseline": baseline_noise(study),
         "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
         "best": best_architectures(study),
+        "quarantine": [
+            {"id": q["architecture_id"], "name": study.db.architecture(q["architecture_id"]).name,
+             "state": q["state"], "reason": q["reason"]}
+            for q in quarantine.entries(study.db)
+        ],
         "llm": llm_spend(study),
         "isolation": isolation_summary(study),
     }
@@ -100,6 +106,11 @@ def trace(study: StudyHandle, arch_id: int) -> list[dict[str, Any]]:
     if arch is None:
         return []
     return [c.model_dump(mode="json") for c in study.db.ledger.trace(arch_id, arch.experiment_id)]
+
+
+def _quarantine_entry(db, arch_id: int, preset: str) -> dict[str, Any] | None:
+    q = quarantine.entry(db, arch_id, preset)
+    return {"state": q["state"], "reason": q["reason"], "evidence": q["evidence"]} if q else None
 
 
 def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> dict[str, Any] | None:
@@ -130,6 +141,7 @@ def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> 
             for r in db.runs_for(arch_id)
         ],
         "score": {"fitness": score.fitness, **score.components} if score else None,
+        "quarantine": _quarantine_entry(db, arch_id, study.preset.name),
         "analyses": [{"kind": a.kind, "text": a.text, "numbers": a.numbers} for a in db.analyses_for(arch_id)],
         "trace": trace(study, arch_id) if with_trace else None,
     }

@@ -188,6 +188,13 @@ def render_status(console: Console, data: dict) -> None:
         head.add_row("LLM spend", f"{tot['calls']} calls, {tot['tokens_in']:,} in / {tot['tokens_out']:,} out tokens, "
                      f"${tot['cost_usd']:.4f}" + (f" (budget {', '.join(limits)})" if limits else ""))
     console.print(head)
+    if data.get("quarantine"):
+        held = Table(title="quarantine (no fitness until `archscout recheck ID` clears it)")
+        for col in ("id", "name", "state", "reason"):
+            held.add_column(col)
+        for q in data["quarantine"]:
+            held.add_row(str(q["id"]), q["name"], q["state"], Text(q["reason"]))
+        console.print(held)
     if data.get("llm"):
         spend = Table(title="LLM spend per agent")
         for col in ("agent", "calls", "failed", "tokens in", "tokens out", "cost $"):
@@ -212,6 +219,9 @@ def render_architecture(console: Console, data: dict) -> None:
     console.print(f"[bold]#{data['id']} {data['name']}[/] ({data['origin']}; parent "
                   f"{'#' + str(parent['id']) + ' ' + parent['name'] if parent else '—'})", highlight=False)
     console.print(Text(data["motivation"]))
+    if data.get("quarantine"):
+        q = data["quarantine"]
+        console.print(Text(f"{q['state'].upper()}: {q['reason']}", style="bold red" if q["state"] != "cleared" else ""))
     if data["score"]:
         sc = data["score"]
         console.print(f"fitness {sc['fitness']:.4f} = mean(loss {_fmt(sc.get('loss_term'))}, "

@@ -50,8 +50,10 @@ class Verifier:
         return [VERIFY_SEED_BASE + i for i in range(count)]
 
     def targets(self, top: int) -> list[int]:
-        """The top explored architectures at the study preset, the baseline excluded."""
-        baseline_ids = {a.id for a in self.db.architectures_by_origin("baseline")}
+        """The top explored architectures at the study preset, the baseline and quarantined ones excluded."""
+        from archscout.quarantine import held_ids
+
+        baseline_ids = {a.id for a in self.db.architectures_by_origin("baseline")} | held_ids(self.db)
         ranked = self.db.top_scores(EXPLORE, self.study.preset.name, top + len(baseline_ids))
         return [arch_id for arch_id, _ in ranked if arch_id not in baseline_ids][:top]
 

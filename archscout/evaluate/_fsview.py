@@ -191,15 +191,24 @@ def unreadable_runtime(argv: Sequence[str] = ()) -> str | None:
     return _unreadable(need)
 
 
-def stage_readable(path: Path, scratch: Path) -> Path:
+def stage_readable(path: Path, scratch: Path, withhold: Sequence[Path] = ()) -> Path:
     """`path` itself when every uid may read it, else a read-only copy inside the scratch folder
-    (owned by the caller, so the child cannot change it)."""
+    (owned by the caller, so the child cannot change it). `withhold` (files or folders under
+    `path` that the child must not read) are made readable by their owner only, and never copied."""
     path = Path(path).resolve()
+    withheld = {Path(w).resolve() for w in withhold}
+    for item in withheld:
+        if item.exists():
+            os.chmod(item, 0o700 if item.is_dir() else 0o600)
     if other_can_read(path):
         return path
     target = scratch / "ro" / path.relative_to(path.anchor)
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.endswith(".lock") or Path(folder, n).resolve() in withheld]
+
     if path.is_dir():
-        shutil.copytree(path, target, ignore=shutil.ignore_patterns("*.lock"))
+        shutil.copytree(path, target, ignore=ignore)
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)

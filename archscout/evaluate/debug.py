@@ -25,7 +25,8 @@ MEANINGS: dict[str, str] = {
     "init_error": "The constructor raised an exception.",
     "forward_error": "forward raised an exception on a [B, L, D] input.",
     "nan": "NaN or inf appeared in the output, the loss or the gradients.",
-    "leak": "Causality probe: changing inputs after position t changed outputs at or before t. "
+    "leak": "Causality probe before training, or the perturbation checks on the trained weights: "
+    "changing inputs after position t changed outputs at or before t. "
     "Something reads the future (a full-sequence sum, mean or norm, symmetric padding, a missing or "
     "wrong intra-chunk mask).",
     "batch_mixing": "Batch-independence probe: a sample's output changed with the other samples in "

@@ -3,7 +3,9 @@
 Prepares the task data (tokenizer, corpus cache) in the parent, where no candidate code runs, then
 runs the worker child twice through the sandbox — once for the probes, once for training — each
 phase with its own wall-clock limit. The child's result file is validated: a missing, corrupt or
-mismatched result becomes an `invalid_result` failure. The parent never imports candidate code.
+mismatched result becomes an `invalid_result` failure. During training the parent scores the run
+itself (scoring.py): every number that enters fitness is computed here, from logits the child
+returns for held-out batches it sees only one at a time. The parent never imports candidate code.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Callable
 from pydantic import ValidationError
 
 from archscout.config import Preset
-from archscout.evaluate import sandbox
+from archscout.evaluate import sandbox, scoring
 from archscout.evaluate.tasks import default_cache_dir, prepare
 from archscout.records import FailureKind, RunResult, code_hash, failed_result
 
@@ -104,15 +106,20 @@ def _run_phase(
     references: dict[str, dict] | None,
     progress: Progress | None,
     keep_scratch: bool,
+    checks: dict | None = None,
 ) -> tuple[RunResult, float, str]:
     scratch = sandbox.make_scratch()
+    driver = None
     try:
         candidate = scratch / "candidate.py"
         shutil.copyfile(source_path, candidate)
         # the fallback as root gives the child a uid of its own, which cannot read a cache under
-        # /root: it gets a read-only copy in its scratch folder instead
+        # /root: it gets a read-only copy in its scratch folder instead, without the held-out data
+        # the parent scores with (which its own uid then cannot read in the cache either)
+        hidden = scoring.hidden_paths(preset, cache_dir)
+        child_cache = cache_dir
         if sandbox.probe_isolation()[0] == "fallback-uid":
-            cache_dir = sandbox.stage_readable(cache_dir, scratch)
+            child_cache = sandbox.stage_readable(cache_dir, scratch, withhold=hidden)
         job = {
             "phase": phase,
             "candidate": str(candidate),
@@ -120,30 +127,46 @@ def _run_phase(
             "class_name": class_name,
             "preset": preset.model_dump(),
             "seed": base["seed"],
-            "cache_dir": str(cache_dir),
+            "cache_dir": str(child_cache),
             "device": device,
             "baseline_params": baseline_params,
             "references": references or {},
             "result_path": str(scratch / "result.json"),
             "progress_path": str(scratch / "progress.jsonl"),
         }
+        poll = _ProgressTail(scratch / "progress.jsonl", progress)
+        if phase == "train":
+            # the parent scores the run itself (scoring.py): the child trains and answers requests
+            driver = scoring.start_driver(scratch, preset, base["seed"], cache_dir, **(checks or {}))
+            job["oracle_dir"] = str(driver.folder)
+            poll = scoring.chain_poll(poll, driver)
         (scratch / "job.json").write_text(json.dumps(job))
         limits = preset.limits
         timeout = limits.probe_timeout_s if phase == "probe" else limits.train_timeout_s
         threads = str(preset.num_threads)
-        outcome = sandbox.run_sandboxed(
-            [sys.executable, "-m", "archscout.evaluate.worker", str(scratch / "job.json")],
-            scratch=scratch,
-            limits=limits,
-            timeout_s=timeout,
-            result_name="result.json",
-            extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
-            poll=_ProgressTail(scratch / "progress.jsonl", progress),
-            # the sandbox has a private /tmp: a cache placed there must be bound in explicitly
-            ro_binds=[cache_dir],
-        )
-        return _validate(outcome, base), outcome.wall_s, outcome.isolation
+        try:
+            outcome = sandbox.run_sandboxed(
+                [sys.executable, "-m", "archscout.evaluate.worker", str(scratch / "job.json")],
+                scratch=scratch,
+                limits=limits,
+                timeout_s=timeout,
+                result_name="result.json",
+                extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+                poll=poll,
+                # the sandbox has a private /tmp: a cache placed there must be bound in explicitly
+                ro_binds=[child_cache],
+                hide=hidden,
+            )
+        except scoring.ScoringError as err:
+            # raised by the poll: the child's tree is down already
+            return failed_result(kind=err.kind, message=err.message, **base), 0.0, sandbox.probe_isolation()[0]
+        result = _validate(outcome, base)
+        if driver is not None:
+            result = scoring.finish(driver, result, outcome.cpu_s, base)
+        return result, outcome.wall_s, outcome.isolation
     finally:
+        if driver is not None:
+            scoring.stop(driver)
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -161,8 +184,11 @@ def run_phase(
     references: dict[str, dict] | None = None,
     progress: Progress | None = None,
     keep_scratch: bool = False,
+    checks: dict | None = None,
 ) -> RunResult:
-    """One sandboxed phase ("probe" or "train") of one candidate file; never raises for a bad candidate."""
+    """One sandboxed phase ("probe" or "train") of one candidate file; never raises for a bad candidate.
+    `checks`: options of the trained-weights causality checks (scoring.start_driver), e.g. more
+    perturbed copies and other lengths for a re-check."""
     path = Path(path)
     preset = absolute_corpora(preset)
     base = {"candidate_hash": code_hash(path.read_text()), "preset": preset.name, "seed": seed}
@@ -175,6 +201,7 @@ def run_phase(
     result, wall, isolation = _run_phase(
         phase, path, base, preset, class_name=class_name, cache_dir=cache_dir, device=device,
         baseline_params=baseline_params, references=references, progress=progress, keep_scratch=keep_scratch,
+        checks=checks,
     )
     result.isolation = isolation
     result.wall_s[phase] = wall

@@ -291,7 +291,7 @@ def _bwrap_has_size() -> bool:
 
 
 def _bwrap_argv(scratch: Path, *, file_mb: int, memory_mb: int, ro_binds: Sequence[Path] = (),
-                rw_binds: Sequence[Path] = ()) -> list[str]:
+                rw_binds: Sequence[Path] = (), hide: Sequence[Path] = ()) -> list[str]:
     argv = [_fsview.locate_bwrap()[0] or "bwrap",
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
@@ -312,6 +312,12 @@ def _bwrap_argv(scratch: Path, *, file_mb: int, memory_mb: int, ro_binds: Sequen
     argv += _fsview.view_argv([Path(p).resolve() for p in ro_binds])
     for path in rw_binds:
         argv += ["--bind", str(Path(path).resolve()), str(Path(path).resolve())]
+    # held-out data the parent scores with: an empty tmpfs over a folder, /dev/null over a file
+    for path in (Path(p).resolve() for p in hide):
+        if path.is_dir():
+            argv += ["--tmpfs", str(path)]
+        elif path.is_file():
+            argv += ["--ro-bind", "/dev/null", str(path)]
     argv += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
     return argv
 
@@ -329,7 +335,8 @@ def _kill_live_runs() -> None:
 
 def _command(argv: list[str], level: str, scratch: Path, limits: LimitSpec, grace_s: float,
              fds: tuple[int, int], cgroup: PidsCgroup | None, ro_binds: Sequence[Path],
-             rw_binds: Sequence[Path], uid: int | None = None) -> list[str]:
+             rw_binds: Sequence[Path], uid: int | None = None,
+             hide: Sequence[Path] = ()) -> list[str]:
     shim = [sys.executable, "-I", "-S", SHIM]
     joins = [f"cgroup={cgroup.path}"] if cgroup is not None else []
     cfg = [f"rlimit={name}:{soft}:{hard}" for name, soft, hard in _rlimits(limits, level)]
@@ -339,7 +346,7 @@ def _command(argv: list[str], level: str, scratch: Path, limits: LimitSpec, grac
         cfg += [f"uid={uid}"] if uid is not None else []
         return [*shim, "supervise", *cfg, "--", *argv]
     cmd = _bwrap_argv(scratch, file_mb=limits.file_mb, memory_mb=limits.memory_mb,
-                      ro_binds=ro_binds, rw_binds=rw_binds)
+                      ro_binds=ro_binds, rw_binds=rw_binds, hide=hide)
     # join the cgroup before bwrap starts, so that everything inside inherits it
     return [*shim, "enter", *joins, f"parent_pid={os.getpid()}", "--",
             *cmd, *shim, "supervise", *cfg, "--", *argv]
@@ -355,6 +362,7 @@ def run_sandboxed(
     extra_env: dict[str, str] | None = None,
     ro_binds: Sequence[Path] = (),
     rw_binds: Sequence[Path] = (),
+    hide: Sequence[Path] = (),
     poll: Callable[[], None] | None = None,
     poll_interval: float = 0.25,
     isolation: str | None = None,
@@ -362,6 +370,7 @@ def run_sandboxed(
 ) -> SandboxOutcome:
     """Run `argv` with cwd=`scratch` inside the sandbox and wait for it (at most `timeout_s` plus
     the kill grace). The command finds its result path in $ARCHSCOUT_RESULT (= scratch/result_name).
+    `hide`: paths made empty inside the sandbox (netns only; the fallback cannot hide anything).
     `poll` is called from the waiting loop every `poll_interval` seconds (progress bars); an
     exception from it, or a KeyboardInterrupt, takes the whole tree down and propagates.
 
@@ -391,7 +400,7 @@ def run_sandboxed(
     status_r, status_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()  # we keep the write end until the tree is gone
     cmd = _command(argv, level, scratch, limits, grace_s, (status_w, lifeline_r), cgroup,
-                   ro_binds, rw_binds, uid)
+                   ro_binds, rw_binds, uid, hide)
     out, err = HeadTail(limits.output_kb * 1024), HeadTail(limits.output_kb * 1024)
     start = time.monotonic()
     try:

@@ -38,6 +38,8 @@ class Job(BaseModel):
     references: dict[str, dict] = Field(default_factory=dict)  # task name -> TaskReference JSON
     result_path: str
     progress_path: str
+    # the parent scores the run (evaluate/scoring.py): the child only answers forward requests here
+    oracle_dir: str | None = None
 
 
 def _write_json(path: str, payload: str) -> None:
@@ -84,15 +86,18 @@ def run_job(job: Job) -> RunResult:
         params = next((r.details.get("params") for r in reports if r.name == "param_budget"), None)
         return RunResult(status="ok", probes=reports, wall_s=wall, params=params, **base)
 
+    from archscout.evaluate.oracle import ChildOracle
+
     device = pick_device(job.device)
     progress = _ProgressWriter(job.progress_path, "train")
+    oracle = ChildOracle(Path(job.oracle_dir)) if job.oracle_dir else None
     tasks = {}
     try:
         for spec in job.preset.tasks:
             ref = job.references.get(spec.name)
             reference = TaskReference.model_validate(ref) if ref else None
             tasks[spec.name] = train_task(
-                mixer_cls, spec, job.preset, job.seed, Path(job.cache_dir), device, reference, progress
+                mixer_cls, spec, job.preset, job.seed, Path(job.cache_dir), device, reference, progress, oracle
             )
     except MonitorStop as stop:
         return failed_result(kind=stop.kind, message=stop.message, tasks=tasks, device=device.type, **base)
@@ -146,4 +151,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    # leave without running atexit hooks or finalisers: candidate code may have registered some to
+    # rewrite the result file (the parent scores the run itself anyway, see scoring.py)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

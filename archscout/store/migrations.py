@@ -211,6 +211,25 @@ def _ledger_table(meta: MetaData) -> Table:
     )
 
 
+def quarantine_table(conn: Connection) -> None:
+    """Version 5: quarantine, architectures held without a score until a re-check clears them."""
+    meta = MetaData()
+    Table("architectures", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "quarantine",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False),
+        Column("preset", String(64), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("reason", Text, nullable=False),
+        _json("evidence", nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        UniqueConstraint("architecture_id", "preset", name="uq_quarantine_key"),
+    ).create(conn)
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -227,6 +246,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "scores_rank_index", scores_rank_index),
     Migration(3, "experiment_cost", experiment_cost),
     Migration(4, "llm_ledger", llm_ledger),
+    Migration(5, "quarantine_table", quarantine_table),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

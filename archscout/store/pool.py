@@ -74,12 +74,18 @@ def sample(
     `preset` names the study's explore preset, whose scores the random policy draws from.
     """
     # one read transaction: the pool, the count and the offset lookup see the same snapshot
+    from archscout.quarantine import held_ids
+
     with db.reading() as conn:
         latest = db.latest_pool_version(conn=conn)
-        ids = latest.ids if latest else []
+        # a quarantined architecture is never a parent or a reference, even when an old pool
+        # version (or a score from before its quarantine) still lists it
+        held = held_ids(db, conn=conn)
+        ids = [i for i in (latest.ids if latest else []) if i not in held]
         parent = None
         if policy.selection == "random":
             parent = _random_scored(db, preset, rng, conn)
+            parent = None if parent in held else parent
     if parent is None:
         window = _window(ids, policy.parent_ranks)
         parent = rng.choice(window) if window else None

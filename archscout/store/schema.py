@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 ORIGINS = ("baseline", "offline", "llm", "import", "user")
-STAGES = ("explore", "verify")
+STAGES = ("explore", "verify", "recheck")  # recheck: quarantine.py
 RUN_STATUSES = ("ok", "failed")
 # statistical: the offline analyst; llm: the LLM Analyst (sections + cognition used in numbers);
 # experience: the Summarizer's cached digest; judge: the LLM judge's rubric scores
@@ -139,6 +139,23 @@ scores = Table(
     UniqueConstraint("architecture_id", "stage", "preset", name="uq_scores_key"),
     Index("ix_scores_fitness", "fitness"),
 )
+# Migration 5 (quarantine.py): an architecture whose run looked too good to be true (loss far below
+# the baseline, or far more compute per step) is held here, without a score, until a re-check
+# clears it ("cleared") or finds the cheat ("confirmed").
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False),
+    Column("preset", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # quarantined | cleared | confirmed
+    Column("reason", Text, nullable=False),
+    json_column("evidence", nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("architecture_id", "preset", name="uq_quarantine_key"),
+)
+
 # Migration 2. Ranking one (stage, preset) by fitness reads this index in order and stops after
 # LIMIT entries; carrying architecture_id makes it covering, so neither the top-k query nor the
 # random-parent OFFSET query touches the table.

@@ -72,14 +72,15 @@ def prepare(spec: TaskSpec, cache_dir: Path) -> None:
         _synthetic_generator(spec)
 
 
-def build_task(spec: TaskSpec, seed: int, cache_dir: Path) -> TaskData:
-    """Child-side: the task's data for one seed. Never writes to `cache_dir`."""
+def build_task(spec: TaskSpec, seed: int, cache_dir: Path, heldout: bool = True) -> TaskData:
+    """Child-side: the task's data for one seed. Never writes to `cache_dir`. `heldout=False`: the
+    LM task does not read its held-out split (the sandboxed child, scored by the parent, must not)."""
     if seed < 0:
         raise TaskDataError(f"task '{spec.name}': seed must be >= 0, got {seed}")
     if spec.kind == "lm":
         from archscout.evaluate.tasks import lm
 
-        return lm.LMTask(spec, seed, Path(cache_dir))
+        return lm.LMTask(spec, seed, Path(cache_dir), heldout=heldout)
     generate, num_values = _synthetic_generator(spec)
     return SyntheticTask(spec, seed, generate, num_values)
 

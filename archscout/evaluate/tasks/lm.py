@@ -248,7 +248,7 @@ def prepare(spec: TaskSpec, cache_dir: Path) -> Path:
 class LMTask:
     """Random training windows from the train split; loss on the first eval_tokens held-out tokens."""
 
-    def __init__(self, spec: TaskSpec, seed: int, cache_dir: Path):
+    def __init__(self, spec: TaskSpec, seed: int, cache_dir: Path, heldout: bool = True):
         _check_spec(spec)
         folder = data_dir(spec, cache_dir)
         if not (folder / "meta.json").is_file():
@@ -263,6 +263,8 @@ class LMTask:
         self.meta = json.loads((folder / "meta.json").read_text())
         # memory-mapped: a child holds only the pages its windows touch
         self.train_tokens = np.load(folder / "train.npy", mmap_mode="r")
+        if not heldout:
+            return
         val = np.load(folder / "val.npy", mmap_mode="r")
         _check_sizes(spec, len(self.train_tokens), len(val))
         L = spec.seq_len
