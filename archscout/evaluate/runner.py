@@ -71,7 +71,7 @@ def _validate(outcome: sandbox.SandboxOutcome, base: dict) -> RunResult:
     if outcome.result_bytes is None or kind is not None and kind != FailureKind.invalid_result:
         if kind is None:
             kind, message = FailureKind.invalid_result, "the worker exited without writing a result"
-        return failed_result(kind=kind, message=message, log_tail=log_tail, **base)
+        return failed_result(kind=kind, message=message, log_tail=log_tail, tasks=_finished_tasks(outcome, kind, base), **base)
     try:
         result = RunResult.model_validate_json(outcome.result_bytes)
     except ValidationError as err:
@@ -91,6 +91,19 @@ def _validate(outcome: sandbox.SandboxOutcome, base: dict) -> RunResult:
     return result
 
 
+def _finished_tasks(outcome: sandbox.SandboxOutcome, kind: FailureKind, base: dict) -> dict:
+    """Tasks a timed-out training child finished before it was killed (it writes them as it goes)."""
+    if kind != FailureKind.timeout or outcome.result_bytes is None:
+        return {}
+    try:
+        partial = RunResult.model_validate_json(outcome.result_bytes)
+    except ValidationError:
+        return {}
+    if any(getattr(partial, k) != base[k] for k in ("candidate_hash", "preset", "seed")):
+        return {}
+    return partial.tasks
+
+
 def _run_phase(
     phase: str,
     source_path: Path,
@@ -104,6 +117,7 @@ def _run_phase(
     references: dict[str, dict] | None,
     progress: Progress | None,
     keep_scratch: bool,
+    extra_paths: list[str] | None = None,
 ) -> tuple[RunResult, float, str]:
     scratch = sandbox.make_scratch()
     try:
@@ -120,6 +134,7 @@ def _run_phase(
             "device": device,
             "baseline_params": baseline_params,
             "references": references or {},
+            "extra_paths": [str(Path(p).expanduser().resolve()) for p in extra_paths or []],
             "result_path": str(scratch / "result.json"),
             "progress_path": str(scratch / "progress.jsonl"),
         }
@@ -136,7 +151,7 @@ def _run_phase(
             extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
             poll=_ProgressTail(scratch / "progress.jsonl", progress),
             # the sandbox has a private /tmp: a cache placed there must be bound in explicitly
-            ro_binds=[cache_dir],
+            ro_binds=[cache_dir, *(Path(p) for p in job["extra_paths"])],
         )
         return _validate(outcome, base), outcome.wall_s, outcome.isolation
     finally:
@@ -157,6 +172,7 @@ def run_phase(
     references: dict[str, dict] | None = None,
     progress: Progress | None = None,
     keep_scratch: bool = False,
+    extra_paths: list[str] | None = None,
 ) -> RunResult:
     """One sandboxed phase ("probe" or "train") of one candidate file; never raises for a bad candidate."""
     path = Path(path)
@@ -171,6 +187,7 @@ def run_phase(
     result, wall, isolation = _run_phase(
         phase, path, base, preset, class_name=class_name, cache_dir=cache_dir, device=device,
         baseline_params=baseline_params, references=references, progress=progress, keep_scratch=keep_scratch,
+        extra_paths=extra_paths,
     )
     result.isolation = isolation
     result.wall_s[phase] = wall
