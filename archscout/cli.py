@@ -327,7 +327,10 @@ def _exit_for(result: RunResult) -> None:
         raise typer.Exit(1)
 
 
+from archscout.propose.import_cli import import_cmd  # noqa: E402
 from archscout.propose.llm.cli import llm_app  # noqa: E402
+
+app.command("import")(import_cmd)
 
 app.add_typer(llm_app, name="llm")
 
