@@ -271,11 +271,14 @@ def report_cmd(
     site: Optional[Path] = typer.Option(None, "--site", help="also write the dashboard as static HTML into this folder (opens from disk)"),
 ) -> None:
     """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
+    from archscout.analyze.agreement import agreement_lines, external_agreement
     from archscout.report import write_report
 
     handle = _open(study)
     try:
         paths = write_report(handle)
+        for line in agreement_lines(external_agreement(handle.db)):
+            console.print(line, highlight=False)
         if site is not None:
             from archscout.web.export import write_site
 
