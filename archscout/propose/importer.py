@@ -182,6 +182,9 @@ def import_entries(study: StudyHandle, entries: list[Entry], source: str | None 
     by_source_id: dict[str, int] = {}
     for entry in entries:
         existing = db.architecture_by_code_hash(code_hash(entry.code))
+        if existing is not None and existing.name != entry.name:
+            report.rejected.append((entry.label, f"same code as architecture #{existing.id} ({existing.name})"))
+            continue
         if existing is not None:
             report.present.append((entry.label, existing.id))
             if entry.source_id:
