@@ -153,3 +153,29 @@ def test_agreement_is_empty_without_runs_and_report_shows_nothing_to_compare(tmp
         assert external_agreement(handle.db) == []  # no measured runs yet: no preset to compare on
     finally:
         handle.close()
+
+
+def test_report_ranks_our_measured_runs_against_their_published_results(tmp_path):
+    from archscout.records import RunResult
+
+    study = tmp_path / "study"
+    extra = [_entry(f"net_{i}", 30 + i, None, _code(f"n{i}"), 3.0 + 0.1 * i, 0.5 - 0.01 * i, 1.0 + i)
+             for i in range(4)]
+    _run("import", "asi-arch", str(_write_fixture(tmp_path, extra)), "--study", str(study))
+    handle = open_study(study)
+    try:
+        refs = externals(handle.db, "asi-arch")
+        for ext in refs:  # our val loss ranks exactly as their final training loss
+            val = 5.0 + ext.data["train_loss_final"]
+            result = RunResult(candidate_hash="h", preset="smoke", seed=0, status="ok", val_loss=val)
+            handle.db.add_run(ext.architecture_id, "explore", result)
+        rows = {r["theirs"]: r for r in external_agreement(handle.db)}
+    finally:
+        handle.close()
+    assert rows["train_loss_final"]["preset"] == "smoke" and rows["train_loss_final"]["n"] == 7
+    assert rows["train_loss_final"]["rho"] == 1.0
+    assert rows["train_loss_final"]["ci_low"] is not None
+    assert rows["benchmark_average"]["rho"] < 1.0
+    code, out = _run("report", "--study", str(study))
+    assert code == 0, out
+    assert "Spearman ρ 1.00" in out and "external_agreement" in out
