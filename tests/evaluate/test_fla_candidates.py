@@ -59,3 +59,20 @@ def test_a_failed_probe_puts_its_traceback_in_the_run_log(tmp_path):
     assert not result.ok
     assert "eval-only failure" in result.failure.message
     assert "Traceback" in result.failure.log_tail and "ValueError" in result.failure.log_tail
+
+
+@pytest.mark.slow
+def test_a_training_timeout_keeps_the_tasks_already_measured(tmp_path):
+    candidate = tmp_path / "cand.py"
+    # trains the LM task normally, then hangs in the MQAR task (batch 16 at smoke; probes use less)
+    candidate.write_text((FIXTURES / "fla_ops_gated.py").read_text().replace(
+        "        qkv, _ = self.conv(self.qkv(hidden_states))",
+        "        if self.training and hidden_states.shape[0] == 16:\n            import time\n"
+        "            time.sleep(3600)\n"
+        "        qkv, _ = self.conv(self.qkv(hidden_states))",
+    ))
+    preset = get_preset("smoke").model_copy(deep=True)
+    preset.limits.train_timeout_s = 60
+    result = run_phase("train", candidate, preset)
+    assert result.failure is not None and result.failure.kind.value == "timeout"
+    assert set(result.tasks) == {"lm"} and result.tasks["lm"].val_loss is not None
