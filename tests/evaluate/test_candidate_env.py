@@ -100,3 +100,10 @@ def test_keep_precision_holds_float64_and_float32_but_not_integer_tensors():
         assert torch.zeros(2, dtype=torch.bfloat16).dtype == torch.float32
         assert torch.ones(2, dtype=torch.int64).to(torch.bfloat16).dtype == torch.bfloat16
     assert torch.ones(2).bfloat16().dtype == torch.bfloat16
+
+
+def test_study_candidate_paths_resolve_against_the_study_folder(tmp_path):
+    from archscout.study import StudyConfig
+
+    cfg = StudyConfig(candidate_paths=["lib", "/abs/mixers"])
+    assert cfg.candidate_path_list(tmp_path) == [str(tmp_path / "lib"), "/abs/mixers"]
