@@ -107,3 +107,20 @@ def test_study_candidate_paths_resolve_against_the_study_folder(tmp_path):
 
     cfg = StudyConfig(candidate_paths=["lib", "/abs/mixers"])
     assert cfg.candidate_path_list(tmp_path) == [str(tmp_path / "lib"), "/abs/mixers"]
+
+
+def test_unpack_hint_imports_with_and_without_transformers_installed(tmp_path):
+    candidate = tmp_path / "cand.py"
+    candidate.write_text("from transformers.processing_utils import Unpack\n")
+    got = _child(f"""
+        import json, sys
+        from pathlib import Path
+        sys.modules["transformers"] = None  # find_spec now reports transformers as absent
+        from archscout.evaluate.candidate_env import prepare
+        prepare("probe", "cpu", Path({str(candidate)!r}), autocast=False)
+        del sys.modules["transformers"]
+        from transformers.processing_utils import Unpack
+        import transformers
+        print(json.dumps({{"stub": transformers.__name__ == "archscout.compat.transformers", "unpack": str(Unpack)}}))
+    """)
+    assert got["stub"] and "Unpack" in got["unpack"]
