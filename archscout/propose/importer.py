@@ -12,8 +12,10 @@ parents are linked where the parent is imported too; their published figures go 
 Bad input: a path that does not exist or a JSON that is not ASI-Arch's format raises `ImportInputError`
 (one line); within a valid file, entries without code, without a name, with a duplicate name, with
 a syntax error or with the code of an architecture already stored are listed with their reason, the
-others imported. Not covered: ASI-Arch's tree of explored nodes (`data/tree.json`, no code) beyond
-recognising it, their cognition base, and their SVG pictures.
+others imported. `attach_tree` adds, from ASI-Arch's tree of explored nodes (`data/tree.json`: index,
+name, parent, score per node, no code), each imported architecture's ancestry and tree score to its
+external reference (parents in our lineage stay direct parents only). Not covered: their cognition
+base and their SVG pictures.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from archscout.propose.novelty import normalized_hash
 from archscout.records import code_hash
-from archscout.store.external import add_external, external_by_key, externals, set_parent
+from archscout.store.external import add_external, external_by_key, externals, set_external_data, set_parent
 from archscout.study import StudyHandle
 
 SOURCE = "asi-arch"
@@ -218,3 +220,37 @@ def import_entries(study: StudyHandle, entries: list[Entry], source: str | None 
                     set_parent(db, child, parent)
                     report.linked_parents += 1
     return report
+
+
+def parse_tree(path: Path) -> dict[str, dict[str, Any]]:
+    """ASI-Arch's tree.json -> {index: node}; raises ImportInputError for another file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportInputError(f"no such file: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ImportInputError(f"{path} is not JSON: {err}") from None
+    nodes = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) and "index" in n for n in nodes):
+        raise ImportInputError(f"{path} is not ASI-Arch's tree format (an object with a `results` list of nodes)")
+    return {str(n["index"]): n for n in nodes}
+
+
+def attach_tree(study: StudyHandle, tree: dict[str, dict[str, Any]], source: str = SOURCE) -> int:
+    """Store each imported architecture's ancestry in the tree; returns how many were found in it."""
+    found = 0
+    for ext in externals(study.db, source):
+        node = tree.get(ext.source_id)
+        if node is None:
+            continue
+        found += 1
+        chain, seen = [], {ext.source_id}
+        parent = node.get("parent")
+        while parent is not None and str(parent) in tree and str(parent) not in seen:
+            seen.add(str(parent))
+            up = tree[str(parent)]
+            chain.append({"index": str(parent), "name": up.get("name"), "score": up.get("score")})
+            parent = up.get("parent")
+        set_external_data(study.db, ext.id, {**ext.data, "tree_score": node.get("score"), "tree_ancestors": chain})
+    return found

@@ -54,6 +54,11 @@ def external_by_key(
     return None if row is None else ExternalResult.model_validate(row._mapping)
 
 
+def set_external_data(db: StudyDB, external_id: int, data: dict[str, Any], *, conn: Connection | None = None) -> None:
+    with db.writing(conn) as c:
+        c.execute(update(s.external_results).where(s.external_results.c.id == external_id).values(data=data))
+
+
 def set_parent(db: StudyDB, architecture_id: int, parent_id: int, *, conn: Connection | None = None) -> None:
     with db.writing(conn) as c:
         c.execute(update(s.architectures).where(s.architectures.c.id == architecture_id).values(parent_id=parent_id))

@@ -179,3 +179,27 @@ def test_report_ranks_our_measured_runs_against_their_published_results(tmp_path
     code, out = _run("report", "--study", str(study))
     assert code == 0, out
     assert "Spearman ρ 1.00" in out and "external_agreement" in out
+
+
+def test_their_tree_adds_each_architectures_ancestry(tmp_path):
+    tree = {"total_records": 4, "results": [
+        {"index": 5, "name": "delta_net", "parent": None, "score": 1.0},
+        {"index": 10, "name": "net_a", "parent": 5, "score": 1.5},
+        {"index": 11, "name": "net_b", "parent": 10, "score": 1.4},
+        {"index": 12, "name": "net_c", "parent": 11, "score": 1.7},
+    ]}
+    (tmp_path / "tree.json").write_text(json.dumps(tree))
+    study = tmp_path / "study"
+    code, out = _run("import", "asi-arch", str(_write_fixture(tmp_path)), "--tree", str(tmp_path / "tree.json"),
+                     "--study", str(study))
+    assert code == 0 and "ancestry from the tree stored for 3" in out, out
+    handle = open_study(study)
+    try:
+        data = {e.source_id: e.data for e in externals(handle.db, "asi-arch")}
+    finally:
+        handle.close()
+    assert [a["index"] for a in data["12"]["tree_ancestors"]] == ["11", "10", "5"]
+    assert data["12"]["tree_score"] == 1.7
+    code, out = _run("import", "asi-arch", str(_write_fixture(tmp_path)), "--tree", str(tmp_path / "asi.json"),
+                     "--study", str(study))
+    assert code == 2 and "tree format" in out
