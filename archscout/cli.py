@@ -344,11 +344,14 @@ def report_cmd(
     site: Optional[Path] = typer.Option(None, "--site", help="also write the dashboard as static HTML into this folder (opens from disk)"),
 ) -> None:
     """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
+    from archscout.analyze.agreement import agreement_lines, external_agreement
     from archscout.report import write_report
 
     handle = _open(study, read=True)
     try:
         paths = write_report(handle)
+        for line in agreement_lines(external_agreement(handle.db)):
+            console.print(line, highlight=False)
         if site is not None:
             from archscout.web.export import write_site
 
@@ -409,10 +412,13 @@ def _exit_for(result: RunResult) -> None:
         raise typer.Exit(1)
 
 
+from archscout.propose.import_cli import import_cmd  # noqa: E402
 from archscout.propose.llm.cli import llm_app  # noqa: E402
 from archscout.upgrade_cli import upgrade_cmd  # noqa: E402
 
 app.command("upgrade")(upgrade_cmd)
+
+app.command("import")(import_cmd)
 
 app.add_typer(llm_app, name="llm")
 

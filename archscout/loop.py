@@ -416,6 +416,7 @@ class Loop:
             return run_phase(
                 phase, path, self.preset, seed, device=self.cfg.device,
                 baseline_params=self.ref_params(), references=self.references, progress=self._progress,
+                extra_paths=self.cfg.candidate_path_list(self.study.folder),
             )
 
     def _progress(self, event: dict) -> None:

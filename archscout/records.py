@@ -32,7 +32,8 @@ class FailureKind(str, Enum):
     batch_mixing = "batch_mixing"  # a sample's output depends on the rest of the batch
     quadratic = "quadratic"  # forward time grows ~quadratically (only when configured fatal)
     param_budget = "param_budget"  # too many parameters relative to the baseline
-    no_grad = "no_grad"  # a trainable parameter receives no gradient
+    no_grad = "no_grad"  # a trainable parameter receives no gradient (recorded; no longer fatal)
+    nondeterministic = "nondeterministic"  # the same input and state give different outputs
 
     diverged = "diverged"  # monitor: loss exploded
     leak_suspect = "leak_suspect"  # monitor: loss far below the baseline's curve
@@ -109,6 +110,7 @@ class RunResult(BaseModel):
     # numbers, how many perturbed copies were compared, CPU seconds the supervisor measured, ...
     trust: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+    runtime: dict[str, str] = Field(default_factory=dict)  # kernels (fla X.Y | compat), compile, dtype
 
     @property
     def ok(self) -> bool:

@@ -9,7 +9,9 @@ Written into `<study>/report/`:
   the same architectures were verified at two presets;
 - `scaling.csv|json|png`  cumulative single-run "improvements" (as ASI-Arch counted them) and
   cumulative verified discoveries against cumulative compute (device-hours = run wall hours);
-- `shrinkage.png`.
+- `shrinkage.png`;
+- `external_agreement.json`  for imported architectures with published results (ASI-Arch's), Spearman
+  ρ (bootstrap CI) between our measured ranking and theirs on each preset evaluated.
 It reads the database; it never evaluates anything.
 """
 
@@ -20,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from archscout.analyze.agreement import external_agreement
 from archscout.analyze.stats import rank_fidelity, scaling_curve, shrinkage
 from archscout.study import StudyHandle
 from archscout.summary import baseline_noise
@@ -107,6 +110,8 @@ def write_report(study: StudyHandle) -> dict[str, Path]:
     paths["scaling_csv"] = _write(folder, "scaling.csv", curve)
     paths["scaling_json"] = _write(folder, "scaling.json", curve)
     paths.update(_plots(folder, curve, shrink))
+    if agreement := external_agreement(study.db):
+        paths["external_agreement"] = _write(folder, "external_agreement.json", agreement)
     return paths
 
 

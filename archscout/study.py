@@ -69,6 +69,9 @@ class StudyConfig(BaseModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)  # used only when proposer = "llm"
     cognition_dirs: list[str] = Field(default_factory=list)  # the user's own cognition entry folders
     device: str = "auto"
+    # folders put first on the candidate's sys.path in the worker (which drops PYTHONPATH), relative to
+    # the study folder; the sandbox must bind them read-only
+    candidate_paths: list[str] = Field(default_factory=list)
     pool: PoolPolicy | None = None  # None = paper defaults with cold start scaled to the preset
     fitness: FitnessConfig = Field(default_factory=FitnessConfig)
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
@@ -82,6 +85,9 @@ class StudyConfig(BaseModel):
             self.fitness = self.fitness.model_copy(update={"judge": "llm"})
             self.fitness.model_fields_set.add("judge")
         return self
+
+    def candidate_path_list(self, folder: Path) -> list[str]:
+        return [str((Path(folder) / p).expanduser().resolve()) for p in self.candidate_paths]
 
     def pool_policy(self) -> PoolPolicy:
         if self.pool is not None:

@@ -71,7 +71,8 @@ class Verifier:
             if seed in done:
                 continue
             self.events({"stage": "verify", "arch": arch.name, "seed": seed})
-            result = evaluate_source(arch.code, preset, seed, device=self.study.config.device, progress=self.events)
+            result = evaluate_source(arch.code, preset, seed, device=self.study.config.device, progress=self.events,
+                                     extra_paths=self.study.config.candidate_path_list(self.study.folder))
             self.db.add_run(arch_id, VERIFY, result)
 
     def run(self, top: int | None = None, seeds: int | None = None, preset: str | None = None) -> dict[str, Any]:

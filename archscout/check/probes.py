@@ -5,9 +5,14 @@
   contract            signatures; forward on float32 [B, L, D] returns [B, L, D] float32 and a scalar
                       aux loss or None
   finite              no NaN/inf in the output or the aux loss
+  stateful            the same input twice gives the same output; advisory when the forward only
+                      mutates its own state (the exact probes then reset it), fatal when it is
+                      non-deterministic even from the same state (exact.py)
   causality           outputs at positions <= t do not change when inputs after t change (exact.py)
   batch_independence  a sample's output does not depend on the rest of the batch (exact.py)
-  gradients           every trainable parameter receives a gradient
+  gradients           every trainable parameter receives a gradient; advisory: a parameter forward
+                      never uses cannot improve a score (it only adds to the parameter count, which
+                      the budget already charges), and ASI-Arch's trainer accepted such files
   finite_grad         and that gradient is finite
   param_budget        at most `param_ratio` x the baseline's parameters (always reports the count)
   complexity          forward FLOPs and forward time at 4L over those at L (linear ~4, quadratic
@@ -33,7 +38,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from archscout.check.exact import build_exact_mixer, default_dtype, probe_batch_independence, probe_causality
+from archscout.check.exact import (
+    build_exact_mixer,
+    default_dtype,
+    probe_batch_independence,
+    probe_causality,
+    probe_stateful,
+)
 from archscout.config import ProbeSpec
 from archscout.records import FailureKind, ProbeReport
 from archscout.space.contract import ContractError, call_mixer, check_signatures, construct
@@ -42,6 +53,7 @@ PROBE_SEED = 0
 PROBE_KINDS = {
     "contract": FailureKind.contract,
     "finite": FailureKind.nan,
+    "stateful": FailureKind.nondeterministic,
     "causality": FailureKind.leak,
     "batch_independence": FailureKind.batch_mixing,
     "gradients": FailureKind.no_grad,
@@ -132,6 +144,14 @@ def first_fatal(reports: list[ProbeReport]) -> tuple[FailureKind, str] | None:
     return None
 
 
+def fatal_log_tail(reports: list[ProbeReport]) -> str:
+    """The traceback of the first failed fatal probe (empty when it raised nothing), for the run's log."""
+    for report in reports:
+        if not report.passed and report.details.get("fatal") is not False:
+            return report.details.get("log_tail", "")
+    return ""
+
+
 def probe_contract(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) -> ProbeReport:
     """One train-mode float32 forward; call_mixer raises ContractError for a wrong output."""
     mixer.train()
@@ -186,6 +206,7 @@ def probe_gradients(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) -> 
         ) from None
     trainable = [(n, p) for n, p in mixer.named_parameters() if p.requires_grad]
     unused = [n for n, p in trainable if p.grad is None]
+    unused_numel = sum(p.numel() for n, p in trainable if p.grad is None)
     nonfinite = [n for n, p in trainable if p.grad is not None and not bool(p.grad.isfinite().all())]
     zero = [n for n, p in trainable if p.grad is not None and not bool(p.grad.any())]
     mixer.zero_grad(set_to_none=True)
@@ -196,7 +217,8 @@ def probe_gradients(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) -> 
         name="gradients",
         passed=not unused,
         reason=unused_reason if unused else "",
-        details={"trainable": len(trainable), "unused": unused, "zero_grad": zero},
+        details={"trainable": len(trainable), "unused": unused, "unused_params": unused_numel, "zero_grad": zero,
+                 "fatal": False},
     )
     finite_grad = ProbeReport(
         name="finite_grad",
@@ -337,9 +359,13 @@ def _exact_probes(mixer_cls: type[nn.Module], spec: ProbeSpec, chunk_size: int) 
     except (Exception, SystemExit) as err:  # noqa: BLE001
         return [_failure_report("causality", err, time.perf_counter() - start)]
     with default_dtype(dtype):
-        causality = _guarded("causality", probe_causality, mixer, spec, dtype, chunk_size, _generator())
-        batch = _guarded("batch_independence", probe_batch_independence, mixer, spec, dtype, _generator())
-    return causality + batch
+        stateful = _guarded("stateful", probe_stateful, mixer, spec, dtype, _generator())
+        if stateful[0].details.get("failure_kind") == FailureKind.nondeterministic.value:
+            return stateful  # no comparison of two forwards can be trusted
+        fresh = bool(stateful[0].details.get("state_reset"))
+        causality = _guarded("causality", probe_causality, mixer, spec, dtype, chunk_size, _generator(), fresh)
+        batch = _guarded("batch_independence", probe_batch_independence, mixer, spec, dtype, _generator(), fresh)
+    return stateful + causality + batch
 
 
 def _generator() -> torch.Generator:

@@ -73,7 +73,7 @@ def _validate(outcome: sandbox.SandboxOutcome, base: dict) -> RunResult:
     if outcome.result_bytes is None or kind is not None and kind != FailureKind.invalid_result:
         if kind is None:
             kind, message = FailureKind.invalid_result, "the worker exited without writing a result"
-        return failed_result(kind=kind, message=message, log_tail=log_tail, **base)
+        return failed_result(kind=kind, message=message, log_tail=log_tail, tasks=_finished_tasks(outcome, kind, base), **base)
     try:
         result = RunResult.model_validate_json(outcome.result_bytes)
     except ValidationError as err:
@@ -93,6 +93,19 @@ def _validate(outcome: sandbox.SandboxOutcome, base: dict) -> RunResult:
     return result
 
 
+def _finished_tasks(outcome: sandbox.SandboxOutcome, kind: FailureKind, base: dict) -> dict:
+    """Tasks a timed-out training child finished before it was killed (it writes them as it goes)."""
+    if kind != FailureKind.timeout or outcome.result_bytes is None:
+        return {}
+    try:
+        partial = RunResult.model_validate_json(outcome.result_bytes)
+    except ValidationError:
+        return {}
+    if any(getattr(partial, k) != base[k] for k in ("candidate_hash", "preset", "seed")):
+        return {}
+    return partial.tasks
+
+
 def _run_phase(
     phase: str,
     source_path: Path,
@@ -107,6 +120,7 @@ def _run_phase(
     progress: Progress | None,
     keep_scratch: bool,
     checks: dict | None = None,
+    extra_paths: list[str] | None = None,
 ) -> tuple[RunResult, float, str]:
     scratch = sandbox.make_scratch()
     driver = None
@@ -131,6 +145,7 @@ def _run_phase(
             "device": device,
             "baseline_params": baseline_params,
             "references": references or {},
+            "extra_paths": [str(Path(p).expanduser().resolve()) for p in extra_paths or []],
             "result_path": str(scratch / "result.json"),
             "progress_path": str(scratch / "progress.jsonl"),
         }
@@ -154,7 +169,7 @@ def _run_phase(
                 extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
                 poll=poll,
                 # the sandbox has a private /tmp: a cache placed there must be bound in explicitly
-                ro_binds=[child_cache],
+                ro_binds=[child_cache, *(Path(p) for p in job["extra_paths"])],
                 hide=hidden,
             )
         except scoring.ScoringError as err:
@@ -185,6 +200,7 @@ def run_phase(
     progress: Progress | None = None,
     keep_scratch: bool = False,
     checks: dict | None = None,
+    extra_paths: list[str] | None = None,
 ) -> RunResult:
     """One sandboxed phase ("probe" or "train") of one candidate file; never raises for a bad candidate.
     `checks`: options of the trained-weights causality checks (scoring.start_driver), e.g. more
@@ -202,6 +218,7 @@ def run_phase(
         phase, path, base, preset, class_name=class_name, cache_dir=cache_dir, device=device,
         baseline_params=baseline_params, references=references, progress=progress, keep_scratch=keep_scratch,
         checks=checks,
+        extra_paths=extra_paths,
     )
     result.isolation = isolation
     result.wall_s[phase] = wall

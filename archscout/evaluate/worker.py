@@ -36,6 +36,7 @@ class Job(BaseModel):
     device: str = "cpu"
     baseline_params: int | None = None
     references: dict[str, dict] = Field(default_factory=dict)  # task name -> TaskReference JSON
+    extra_paths: list[str] = Field(default_factory=list)  # study's candidate_paths, first on sys.path
     result_path: str
     progress_path: str
     # the parent scores the run (evaluate/scoring.py): the child only answers forward requests here
@@ -62,7 +63,8 @@ def run_job(job: Job) -> RunResult:
     # imported here so that a broken torch install is reported as a result, not an import crash
     import torch
 
-    from archscout.check.probes import first_fatal, run_probes
+    from archscout.check.probes import fatal_log_tail, first_fatal, run_probes
+    from archscout.evaluate.candidate_env import prepare_for_job
     from archscout.evaluate.train import MonitorStop, TaskReference, pick_device, train_task
     from archscout.records import runtime_versions
     from archscout.space.contract import ContractError, load_mixer_class
@@ -70,6 +72,7 @@ def run_job(job: Job) -> RunResult:
     torch.set_num_threads(job.preset.num_threads)
     base = dict(candidate_hash=job.candidate_hash, preset=job.preset.name, seed=job.seed, versions=runtime_versions())
     started = time.perf_counter()
+    base["runtime"] = prepare_for_job(job)  # fla or compat, torch.compile and dtype policy
     try:
         mixer_cls = load_mixer_class(Path(job.candidate), job.class_name)
     except ContractError as err:
@@ -82,7 +85,8 @@ def run_job(job: Job) -> RunResult:
         fatal = first_fatal(reports)
         if fatal is not None:
             kind, message = fatal
-            return failed_result(kind=kind, message=message, probes=reports, wall_s=wall, **base)
+            log_tail = fatal_log_tail(reports)
+            return failed_result(kind=kind, message=message, log_tail=log_tail, probes=reports, wall_s=wall, **base)
         params = next((r.details.get("params") for r in reports if r.name == "param_budget"), None)
         return RunResult(status="ok", probes=reports, wall_s=wall, params=params, **base)
 
@@ -99,6 +103,10 @@ def run_job(job: Job) -> RunResult:
             tasks[spec.name] = train_task(
                 mixer_cls, spec, job.preset, job.seed, Path(job.cache_dir), device, reference, progress, oracle
             )
+            # if the time limit kills the child later, the parent still finds the finished tasks
+            partial = failed_result(kind=FailureKind.timeout, message=f"time limit hit after {', '.join(tasks)}",
+                                    tasks=tasks, device=device.type, **base)
+            _write_json(job.result_path, partial.model_dump_json())
     except MonitorStop as stop:
         return failed_result(kind=stop.kind, message=stop.message, tasks=tasks, device=device.type, **base)
     except ContractError as err:

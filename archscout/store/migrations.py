@@ -230,6 +230,25 @@ def quarantine_table(conn: Connection) -> None:
     ).create(conn)
 
 
+def external_results(conn: Connection) -> None:
+    """Version 6: external_results, results another project published for an architecture (e.g.
+    ASI-Arch's), kept apart from our runs; one row per (source, source_id)."""
+    meta = MetaData()
+    Table("architectures", meta, Column("id", Integer, primary_key=True))
+    Table(
+        "external_results",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False, index=True),
+        Column("source", String(32), nullable=False),
+        Column("source_id", String(64), nullable=False),
+        Column("label", Text, nullable=False),
+        _json("data", nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        UniqueConstraint("source", "source_id", name="uq_external_results_key"),
+    ).create(conn)
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -247,6 +266,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "experiment_cost", experiment_cost),
     Migration(4, "llm_ledger", llm_ledger),
     Migration(5, "quarantine_table", quarantine_table),
+    Migration(6, "external_results", external_results),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -237,3 +237,19 @@ llm_calls = Table(
     Column("error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+
+# Migration 5. What another project published for an architecture (ASI-Arch's results for its 106
+# architectures), labelled with its source; never mixed into runs or scores.
+external_results = Table(
+    "external_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("architecture_id", Integer, ForeignKey("architectures.id"), nullable=False, index=True),
+    Column("source", String(32), nullable=False),
+    Column("source_id", String(64), nullable=False),
+    Column("label", Text, nullable=False),
+    json_column("data", nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "source_id", name="uq_external_results_key"),
+)

@@ -234,13 +234,78 @@ def test_slow_forward_is_flagged_without_waiting_for_the_long_run(monkeypatch):
     assert first_fatal(reports)[0] is FailureKind.quadratic
 
 
-def test_unused_parameter_fails_gradients_by_name():
+def test_unused_parameter_is_flagged_by_name_as_a_warning_not_a_failure():
     reports = run_probes(UnusedParam, FAST)
     gradients = by_name(reports)["gradients"]
     assert not gradients.passed
     assert gradients.details["unused"] == ["forgotten_gate"]
+    assert gradients.details["fatal"] is False
+    assert gradients.details["unused_params"] > 0
     assert "forgotten_gate" in gradients.reason
-    assert first_fatal(reports)[0] is FailureKind.no_grad
+    assert first_fatal(reports) is None
+
+
+class StepCounter(CumMean):
+    """Causal, but every forward advances a counter that scales the output (an annealing schedule)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("step", torch.zeros(()))
+
+    def forward(self, hidden_states, **kwargs):
+        self.step += 1
+        o, aux, cache = super().forward(hidden_states, **kwargs)
+        return o * (1 + 1e-3 * self.step), aux, cache
+
+
+class StepCounterLeaky(StepCounter):
+    """The same counter, and a real leak: position 0 sees the last token."""
+
+    def mix(self, v):
+        return super().mix(v) + v[:, -1:]
+
+
+_CALLS = [0]
+
+
+class GlobalRandom(CumMean):
+    """Output depends on a counter outside the module: a fresh copy does not reset it."""
+
+    def forward(self, hidden_states, **kwargs):
+        _CALLS[0] += 1
+        o, aux, cache = super().forward(hidden_states, **kwargs)
+        return o + 1e-3 * _CALLS[0], aux, cache
+
+
+def test_a_step_counter_is_stateful_but_judged_causal_with_the_state_reset():
+    reports = run_probes(StepCounter, FAST)
+    named = by_name(reports)
+    assert not named["stateful"].passed
+    assert named["stateful"].details["state_reset"] is True
+    assert named["stateful"].details["rerun_diff"] > 0
+    assert named["causality"].passed and named["causality"].details["state_reset"] is True
+    assert named["batch_independence"].passed
+    assert first_fatal(reports) is None
+
+
+def test_a_stateful_forward_that_leaks_is_still_a_leak():
+    reports = run_probes(StepCounterLeaky, FAST)
+    assert not by_name(reports)["causality"].passed
+    assert first_fatal(reports)[0] is FailureKind.leak
+
+
+def test_a_forward_that_differs_from_the_same_state_is_nondeterministic_and_fails():
+    reports = run_probes(GlobalRandom, FAST)
+    named = by_name(reports)
+    assert not named["stateful"].passed
+    assert "causality" not in named
+    assert first_fatal(reports)[0] is FailureKind.nondeterministic
+
+
+def test_a_pure_forward_passes_the_stateful_probe():
+    named = by_name(run_probes(CumMean, FAST))
+    assert named["stateful"].passed and named["stateful"].details["rerun_diff"] == 0.0
+    assert named["causality"].details["state_reset"] is False
 
 
 def test_nan_output_fails_finite_and_finite_grad():

@@ -53,3 +53,11 @@ def solve_unit_lower(a: Tensor, rhs: Tensor) -> Tensor:
     eye = torch.eye(a.shape[-1], dtype=dtype, device=a.device)
     lower = a.to(dtype).tril(-1) + eye
     return torch.linalg.solve_triangular(lower, rhs.to(dtype), upper=False, unitriangular=True)
+
+
+def initial_state_or_zeros(q: Tensor, v: Tensor, initial_state: Tensor | None) -> Tensor:
+    """S_0 [B, H, K, V] for chunked q [B, H, N, C, K], v [B, H, N, C, V]: the caller's state in the
+    working dtype, or zeros."""
+    if initial_state is None:
+        return q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1])
+    return initial_state.to(q.dtype)

@@ -9,7 +9,8 @@ From Yang, Kautz & Hatamizadeh 2024, "Gated Delta Networks: Improving Mamba2 wit
 (arXiv 2412.06464). The chunkwise form is the delta rule's UT transform with every within-chunk
 interaction j -> r weighted by exp(G_r - G_j), G the cumulative sum of g inside the chunk. Only
 non-positive exponents are ever evaluated, so it is stable in float32. Covers the forward pass
-(autograd does the backward); no initial or returned state, no variable-length packing.
+(autograd does the backward), an initial state and the returned final state; no variable-length
+packing (the compat layer splits packed sequences).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from archscout.space.ops.chunking import decay_matrix, from_chunks, solve_unit_lower, to_chunks
+from archscout.space.ops.chunking import (
+    decay_matrix,
+    from_chunks,
+    initial_state_or_zeros,
+    solve_unit_lower,
+    to_chunks,
+)
 
 
 def gated_ut_transform(
@@ -42,8 +49,12 @@ def gated_delta_rule_chunkwise(
     g: Tensor,
     chunk_size: int = 32,
     scale: float | None = None,
-) -> Tensor:
-    """q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H] -> o [B, T, H, V].
+    initial_state: Tensor | None = None,
+    return_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """q, k [B, T, H, K], v [B, T, H, V], beta, g [B, T, H] -> o [B, T, H, V] (and S [B, H, K, V]).
+
+    `initial_state` [B, H, K, V] is S_0; with `return_state` the state after position T is returned.
 
     `scale` multiplies q (default K ** -0.5). The padded tail has k = 0, beta = 0 and g = 0 (no
     decay), so it cannot change any real position's output.
@@ -59,7 +70,7 @@ def gated_delta_rule_chunkwise(
     q_decayed = q * g_cum.exp()[..., None]  # reads of the incoming state
     k_decayed = k * (g_cum[..., -1:] - g_cum).exp()[..., None]  # writes, decayed to the chunk end
     chunk_decay = g_cum[..., -1].exp()[..., None, None]  # [B, H, N, 1, 1]
-    state = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1])  # [B, H, K, V]
+    state = initial_state_or_zeros(q, v, initial_state)  # [B, H, K, V]
     out = []
     # unbind, not indexing: each indexed read would cost a full-size zero tensor in the backward
     chunks = (x.unbind(2) for x in (q_decayed, k_decayed, w, u, qk, chunk_decay))
@@ -67,16 +78,24 @@ def gated_delta_rule_chunkwise(
         u_n = u_n - w_n @ state  # [B, H, C, V]
         out.append(q_n @ state + qk_n @ u_n)
         state = state * decay_n + k_n.mT @ u_n
-    return from_chunks(torch.stack(out, dim=2), seq_len)
+    o = from_chunks(torch.stack(out, dim=2), seq_len)
+    return (o, state) if return_state else o
 
 
 def gated_delta_rule_naive(
-    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor, scale: float | None = None
-) -> Tensor:
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    g: Tensor,
+    scale: float | None = None,
+    initial_state: Tensor | None = None,
+    return_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Token-by-token reference; same shapes and semantics as `gated_delta_rule_chunkwise`."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     b, t, h, d_k = q.shape
-    state = q.new_zeros(b, h, d_k, v.shape[-1])  # [B, H, K, V]
+    state = q.new_zeros(b, h, d_k, v.shape[-1]) if initial_state is None else initial_state.to(q.dtype)
     out = []
     for i in range(t):
         k_i = k[:, i]  # [B, H, K]
@@ -85,4 +104,5 @@ def gated_delta_rule_naive(
         delta = beta[:, i, :, None] * (v[:, i] - pred)  # [B, H, V]
         state = state + k_i[..., None] * delta[..., None, :]
         out.append(torch.einsum("bhk,bhkv->bhv", q[:, i] * scale, state))
-    return torch.stack(out, dim=1)
+    o = torch.stack(out, dim=1)
+    return (o, state) if return_state else o
