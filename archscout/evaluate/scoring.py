@@ -308,28 +308,22 @@ class ScoringDriver(threading.Thread):
     # -- the trusted record -------------------------------------------------------------------------
 
     def apply(self, result: RunResult, cpu_s: float | None) -> RunResult:
-        """Overwrite every scored number of the child's result with the parent's own."""
+        """Overwrite every scored number of the child's result with the parent's own. A failed run
+        (e.g. a training timeout) keeps the tasks the parent scored to the end, and nothing else."""
         if not result.ok:
+            kept = {name: task for name, task in result.tasks.items() if name in self.specs and self._complete(name)}
+            for name, task in kept.items():
+                self._score_task(name, task)
+            result.tasks = kept
             return result
         synthetic = []
-        for name, spec in self.specs.items():
-            score, task = self.scores[name], result.tasks.get(name)
-            if task is None or not score.curve or score.curve[-1].step != spec.optim.steps:
+        for name in self.specs:
+            task = result.tasks.get(name)
+            if task is None or not self._complete(name):
                 raise ScoringError(FailureKind.invalid_result, f"task {name} finished without its final scored evaluation")
-            values = [p.value for p in score.curve]
-            task.eval_curve = list(score.curve)
-            task.steps_planned = spec.optim.steps
-            task.kind = "lm" if spec.kind == "lm" else "synthetic"
-            task.val_loss = task.accuracy = task.accuracy_auc = None
-            if spec.kind == "lm":
-                task.val_loss = values[-1]
-            else:
-                task.accuracy = values[-1]
-                task.accuracy_auc = sum(values) / len(values)
-                synthetic.append(values[-1])
-            measured = self._tokens_per_s(spec, score)
-            if measured is not None:
-                task.tokens_per_s = measured
+            final = self._score_task(name, task)
+            if self.specs[name].kind != "lm":
+                synthetic.append(final)
         lm = next((t for n, t in result.tasks.items() if n in self.specs and self.specs[n].kind == "lm"), None)
         result.val_loss = lm.val_loss if lm else None
         result.benchmark = sum(synthetic) / len(synthetic) if synthetic else None
@@ -348,6 +342,28 @@ class ScoringDriver(threading.Thread):
             "checks_s": round(self.checks_s, 3),
         }
         return result
+
+    def _complete(self, name: str) -> bool:
+        score = self.scores[name]
+        return bool(score.curve) and score.curve[-1].step == self.specs[name].optim.steps
+
+    def _score_task(self, name: str, task) -> float:
+        """Write the parent's numbers into one task's record; returns its final scored value."""
+        spec, score = self.specs[name], self.scores[name]
+        values = [p.value for p in score.curve]
+        task.eval_curve = list(score.curve)
+        task.steps_planned = spec.optim.steps
+        task.kind = "lm" if spec.kind == "lm" else "synthetic"
+        task.val_loss = task.accuracy = task.accuracy_auc = None
+        if spec.kind == "lm":
+            task.val_loss = values[-1]
+        else:
+            task.accuracy = values[-1]
+            task.accuracy_auc = sum(values) / len(values)
+        measured = self._tokens_per_s(spec, score)
+        if measured is not None:
+            task.tokens_per_s = measured
+        return values[-1]
 
     def _tokens_per_s(self, spec: TaskSpec, score: TaskScore) -> float | None:
         # wall time between consecutive rounds as the parent saw them: training only, no start-up
