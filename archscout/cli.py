@@ -331,6 +331,10 @@ from archscout.propose.llm.cli import llm_app  # noqa: E402
 
 app.add_typer(llm_app, name="llm")
 
+from archscout.calibration.cli import calibrate_cmd  # noqa: E402
+
+app.command("calibrate")(calibrate_cmd)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
