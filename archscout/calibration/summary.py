@@ -2,7 +2,8 @@
 with published orderings, fidelity between presets; written as JSON, CSV and a PNG dot plot.
 
 Metrics of one successful run: `val_loss`, `benchmark` (mean final accuracy over synthetic tasks),
-`fitness` (the study's default fitness against the panel baseline's mean over its seeds),
+`fitness` (the default fitness against the panel baseline's mean over its seeds) and
+`fitness_seed_sigma` (the same with `formula = "seed-sigma"`, to compare the two formulas' ICC),
 `acc:<task>` and `auc:<task>` per synthetic task, and the run's wall time (recorded, not ranked).
 Failed runs are counted per member and left out of the statistics. It reads results; it never
 evaluates anything.
@@ -16,7 +17,7 @@ import math
 from pathlib import Path
 
 from archscout.analyze import calibration as cal
-from archscout.analyze.fitness import baseline_ref_from_runs, compute_fitness
+from archscout.analyze.fitness import FitnessConfig, baseline_ref_from_runs, compute_fitness
 from archscout.calibration.panel import Panel
 from archscout.records import RunResult
 
@@ -47,7 +48,7 @@ def run_metrics(result: RunResult) -> dict[str, float]:
     return out
 
 
-def _fitness(results: dict[str, list[RunResult]], baseline: str) -> dict[tuple[str, int], float]:
+def _fitness(results: dict[str, list[RunResult]], baseline: str, config: FitnessConfig) -> dict[tuple[str, int], float]:
     base_runs = results.get(baseline, [])
     try:
         ref = baseline_ref_from_runs(base_runs)
@@ -57,21 +58,25 @@ def _fitness(results: dict[str, list[RunResult]], baseline: str) -> dict[tuple[s
     for member, runs in results.items():
         for r in runs:
             if r.ok and r.val_loss is not None:
-                out[(member, r.seed)] = compute_fitness(r, ref).fitness
+                out[(member, r.seed)] = compute_fitness(r, ref, config).fitness
     return out
 
 
 def groups_by_metric(results: dict[str, list[RunResult]], baseline: str = BASELINE) -> dict[str, cal.Groups]:
     """metric -> member -> values over its successful seeds."""
-    fitness = _fitness(results, baseline)
+    formulas = {
+        "fitness": _fitness(results, baseline, FitnessConfig()),
+        "fitness_seed_sigma": _fitness(results, baseline, FitnessConfig(formula="seed-sigma")),
+    }
     by_metric: dict[str, cal.Groups] = {}
     for member, runs in results.items():
         for r in runs:
             if not r.ok:
                 continue
             metrics = run_metrics(r)
-            if (member, r.seed) in fitness:
-                metrics["fitness"] = fitness[(member, r.seed)]
+            for name, values in formulas.items():
+                if (member, r.seed) in values:
+                    metrics[name] = values[(member, r.seed)]
             for name, value in metrics.items():
                 by_metric.setdefault(name, {}).setdefault(member, []).append(value)
     return by_metric
