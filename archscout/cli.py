@@ -273,15 +273,21 @@ def report_cmd(
     """Write the noise floor, verification, shrinkage, fidelity and scaling data + figures."""
     from archscout.report import write_report
 
+    from archscout.calibration.cli import latest_summary, render_summary
+
     handle = _open(study)
     try:
         paths = write_report(handle)
+        calibration = latest_summary(study, handle.preset.name)
         if site is not None:
             from archscout.web.export import write_site
 
             paths.update({f"site {k}": v for k, v in write_site(handle, site).items()})
     finally:
         handle.close()
+    if calibration:
+        # how far this study's preset can be trusted, measured by `archscout calibrate --study`
+        render_summary(console, calibration)
     for name, path in paths.items():
         console.print(f"{name:<18} {path}", highlight=False)
 

@@ -1,6 +1,6 @@
 """`archscout calibrate` end to end: bad input is one line and exit 2 with nothing written; a real
 calibration at `smoke` (3 members x 2 seeds) survives SIGKILL mid-run and resumes without re-running
-a finished evaluation, then writes its summary, CSV and dot plot."""
+a finished evaluation, then writes its summary, CSV and dot plot, which `archscout report` shows."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archscout.cli import app
+from archscout.study import open_study
 
 MEMBERS = "deltanet,linear_attention,floor_no_mixing"
 runner = CliRunner()
@@ -59,10 +60,12 @@ def _rows(db):
 
 @pytest.mark.slow
 def test_calibration_resumes_after_sigkill_without_rerunning_finished_evaluations(tmp_path):
-    folder = tmp_path / "cal"
+    study = tmp_path / "study"
+    open_study(study, {"preset": "smoke", "novelty.backend": "bm25"}, create=True).close()
+    folder = study / "calibration"
     db = folder / "calibration.db"
     cmd = [sys.executable, "-m", "archscout.cli", "calibrate", "--preset", "smoke", "--seeds", "2",
-           "--members", MEMBERS, "--dir", str(folder), "--bootstrap", "50", "--json"]
+           "--members", MEMBERS, "--study", str(study), "--bootstrap", "50", "--json"]
     # a session of its own: SIGKILL reaches the command and the sandboxed worker it is waiting on
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -91,3 +94,8 @@ def test_calibration_resumes_after_sigkill_without_rerunning_finished_evaluation
     assert (report / "runs-smoke.csv").read_text().count("\n") == 7
     assert (report / "dots-smoke.png").stat().st_size > 1000
     assert (folder / "summary-smoke.json").is_file()
+    # `archscout report` shows the latest calibration of the study's preset
+    report = subprocess.run([sys.executable, "-m", "archscout.cli", "report", "--study", str(study)],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "calibration · preset smoke" in report.stdout and "ICC" in report.stdout
