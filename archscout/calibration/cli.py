@@ -45,7 +45,7 @@ def calibrate_cmd(
 ) -> None:
     """Measure the instrument: seed noise, ICC, separation, published orderings, fidelity between presets."""
     from archscout.calibration.panel import PanelError, load_panel, select
-    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan, run_jobs
+    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan
     from archscout.calibration.store import CalibrationStore
     from archscout.calibration.summary import fidelity, summarise, write_outputs
     from archscout.config import ConfigError, get_preset

@@ -12,7 +12,6 @@ Not covered: padding masks and incremental decoding (arguments accepted and igno
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
