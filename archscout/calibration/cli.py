@@ -140,19 +140,20 @@ def _ci(est: dict) -> str:
 def render_summary(console: Console, s: dict) -> None:
     # per-task final accuracy is summarised by the learned share; its AUC keeps a column
     metrics = [m for m in s["metrics"] if m != "wall_s" and not m.startswith("acc:")]
-    table = Table(title=f"calibration · preset {s['preset']} · mean ± seed std", title_justify="left")
-    table.add_column("member", no_wrap=True)
+    table = Table(title=f"calibration · preset {s['preset']} · mean ± seed std · ⌊ floor", title_justify="left")
+    table.add_column("member", no_wrap=True, max_width=20)
     table.add_column("n", justify="right")
+    short = {"val_loss": "loss", "benchmark": "bench", "fitness": "fit", "fitness_seed_sigma": "fit σ"}
     for m in metrics:
-        table.add_column(m, justify="right", no_wrap=True)
+        table.add_column(short.get(m, m), justify="right", no_wrap=True)
     table.add_column("learned", justify="right")
     table.add_column("wall s", justify="right")
     for name, e in s["members"].items():
         learned = ", ".join(f"{v:.0%}" for v in e["learned_share"].values()) or "—"
-        label = f"{name} (floor)" if e["floor"] else name
+        label = f"{name} ⌊" if e["floor"] else name
         n = f"{e['n_ok']}" + (f" +{e['n_failed']} failed" if e["n_failed"] else "")
         table.add_row(label, n, *[_pm(e["metrics"].get(m)) for m in metrics], learned, _pm(e["metrics"].get("wall_s"), "{:.0f}"))
-    table.add_row("ICC [95% CI]", "", *[_ci(s["metrics"][m].get("icc", {})) for m in metrics], "", "", style="bold")
+    table.add_row("ICC [CI]", "", *[_ci(s["metrics"][m].get("icc", {})) for m in metrics], "", "", style="bold")
     table.add_row("floors last", "", *[{True: "yes", False: "NO", None: "—"}[s["metrics"][m].get("floors_last")] for m in metrics], "", "")
     console.print(table)
     for o in s["orderings"]:
