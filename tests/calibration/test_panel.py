@@ -25,6 +25,9 @@ def test_panel_member_passes_the_probes(name):
     spec = get_preset("smoke").probes
     reports = run_probes(load_mixer_class(PANEL.member(name).path), spec, chunk_size=16)
     assert first_fatal(reports) is None, [r for r in reports if not r.passed]
+    # the deterministic cost that fitness scores is counted for every member
+    complexity = next(r for r in reports if r.name == "complexity")
+    assert complexity.details["flops_per_token"] > 0
 
 
 def _write(tmp_path, text: str):
