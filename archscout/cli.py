@@ -347,17 +347,23 @@ def report_cmd(
     from archscout.analyze.agreement import agreement_lines, external_agreement
     from archscout.report import write_report
 
+    from archscout.calibration.cli import latest_summary, render_summary
+
     handle = _open(study, read=True)
     try:
         paths = write_report(handle)
         for line in agreement_lines(external_agreement(handle.db)):
             console.print(line, highlight=False)
+        calibration = latest_summary(study, handle.preset.name)
         if site is not None:
             from archscout.web.export import write_site
 
             paths.update({f"site {k}": v for k, v in write_site(handle, site).items()})
     finally:
         handle.close()
+    if calibration:
+        # how far this study's preset can be trusted, measured by `archscout calibrate --study`
+        render_summary(console, calibration)
     for name, path in paths.items():
         console.print(f"{name:<18} {path}", highlight=False)
 
@@ -421,6 +427,10 @@ app.command("upgrade")(upgrade_cmd)
 app.command("import")(import_cmd)
 
 app.add_typer(llm_app, name="llm")
+
+from archscout.calibration.cli import calibrate_cmd  # noqa: E402
+
+app.command("calibrate")(calibrate_cmd)
 
 
 from archscout.recheck_cli import register as _register_recheck  # noqa: E402

@@ -86,7 +86,7 @@ class MonitorSpec(Strict):
     explode_ratio: float = 4.0  # loss > ratio * initial loss after warm-up means divergence
     leak_ratio: float = 0.5  # loss < ratio * baseline loss at the same step is a leak signal
     leak_min_step: int = 20
-    slow_ratio: float = 10.0  # median step time > ratio * baseline's stops the run
+    slow_ratio: float = 10.0  # median step CPU time > ratio * baseline's stops the run
 
 
 class LimitSpec(Strict):

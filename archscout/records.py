@@ -81,7 +81,7 @@ class TaskResult(BaseModel):
     accuracy: float | None = None  # synthetic only: final test accuracy
     accuracy_auc: float | None = None  # synthetic only: mean accuracy over the eval curve
     tokens_per_s: float = 0.0
-    step_time_s: float = 0.0  # median seconds per optimiser step
+    step_time_s: float = 0.0  # median CPU seconds per optimiser step (the too-slow monitor's measure)
     wall_s: float = 0.0
     stopped: str | None = None  # monitor reason when stopped early
 

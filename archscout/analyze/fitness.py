@@ -8,8 +8,15 @@ window's edges give σ(±5) ≈ 0.0067 / 0.9933, so gains beyond 10% stop paying
 against reward hacking by one metric).
 
 `judge` is the paper's architectural-quality score in [0, 1]. Offline there is no LLM, so the
-"efficiency" judge is a measured stand-in: the mean of σ-mapped relative throughput and relative
-parameter economy (baseline params / candidate params), same window and steepness. An "llm" judge
+"efficiency" judge is a measured stand-in built from deterministic costs only: the mean of σ-mapped
+relative parameter economy (baseline params / candidate params) and relative FLOPs per token (from
+the complexity probe's counter), same window and steepness. Wall-clock throughput is recorded on
+the run and shown, never scored: it measured 2.3k and 10.7k tokens/s for the same baseline on one
+machine, depending on what else ran.
+
+`formula = "asi-arch"` (the default) is the paper's relative Δ. `formula = "seed-sigma"` measures
+each Δ in units of the baseline's seed standard deviation instead, z = Δ_abs / σ_seed, mapped by
+σ(clip(z, ±z_window)); where σ_seed is unknown or 0 it falls back to the relative Δ. An "llm" judge
 score is passed in by the caller; when it is absent (the call failed) the term is left out and
 `judge_kind` says "missing" instead of a default value filling the gap.
 
@@ -36,6 +43,8 @@ class FitnessConfig(BaseModel):
     window: float = Field(0.10, gt=0)  # |Δ| is clipped to this before the sigmoid
     steepness: float = Field(50.0, gt=0)  # k in σ(k·Δ); 50 maps the window's edges to σ(±5)
     judge: Literal["efficiency", "llm"] = "efficiency"
+    formula: Literal["asi-arch", "seed-sigma"] = "asi-arch"
+    z_window: float = Field(5.0, gt=0)  # seed-sigma: |z| is clipped to this; σ(±5) as asi-arch's edges
     # The paper's heuristic: a loss this far (relative) below the baseline suggests a causality leak.
     leak_threshold: float = Field(0.10, gt=0)
 
@@ -52,6 +61,7 @@ class BaselineRef(BaseModel):
     tokens_per_s_std: float | None = None
     params_mean: float | None = None
     params_std: float | None = None
+    flops_per_token_mean: float | None = None  # mixer forward FLOPs per token (complexity probe)
 
 
 class FitnessBreakdown(BaseModel):
@@ -62,7 +72,7 @@ class FitnessBreakdown(BaseModel):
     judge_kind: Literal["efficiency", "llm", "missing"]
     delta_loss: float  # (base - cand) / base, unclipped; > 0 is better
     delta_bench: float | None  # relative (absolute when the baseline is ~0), unclipped
-    judge_parts: dict[str, float] = Field(default_factory=dict)  # efficiency: throughput, params
+    judge_parts: dict[str, float] = Field(default_factory=dict)  # efficiency: params, flops
     leak_alarm: bool  # delta_loss > leak_threshold
 
 
@@ -94,6 +104,7 @@ def baseline_ref_from_runs(runs: list[RunResult]) -> BaselineRef:
     bench_mean, bench_std = _stats([r.benchmark for r in ok if r.benchmark is not None])
     tps_mean, tps_std = _stats([r.tokens_per_s for r in ok if r.tokens_per_s])
     params_mean, params_std = _stats([float(r.params) for r in ok if r.params])
+    flops_mean, _ = _stats([f for r in ok if (f := flops_per_token(r))])
     return BaselineRef(
         n=len(ok),
         val_loss_mean=loss_mean,
@@ -104,7 +115,16 @@ def baseline_ref_from_runs(runs: list[RunResult]) -> BaselineRef:
         tokens_per_s_std=tps_std,
         params_mean=params_mean,
         params_std=params_std,
+        flops_per_token_mean=flops_mean,
     )
+
+
+def flops_per_token(run: RunResult) -> float | None:
+    """The mixer's forward FLOPs per token as the complexity probe counted them, if it did."""
+    for report in run.probes:
+        if report.name == "complexity" and report.details.get("flops_per_token"):
+            return float(report.details["flops_per_token"])
+    return None
 
 
 def delta_loss(cand: float, base: float) -> float:
@@ -118,16 +138,24 @@ def delta_bench(cand: float, base: float) -> float:
 
 
 def efficiency_judge(cand: RunResult, base: BaselineRef, config: FitnessConfig) -> dict[str, float]:
-    """σ-mapped relative throughput and parameter economy; a part is left out when either side
-    lacks the number. Empty when neither can be measured."""
+    """σ-mapped parameter economy and FLOPs economy (both deterministic); a part is left out when
+    either side lacks the number. Empty when neither can be measured."""
     parts: dict[str, float] = {}
-    if cand.tokens_per_s and base.tokens_per_s_mean:
-        rel = (cand.tokens_per_s - base.tokens_per_s_mean) / base.tokens_per_s_mean
-        parts["throughput"] = sigmoid_term(rel, config)
+    cand_flops = flops_per_token(cand)
+    if cand_flops and base.flops_per_token_mean:
+        parts["flops"] = sigmoid_term(base.flops_per_token_mean / cand_flops - 1.0, config)
     if cand.params and base.params_mean:
         # Fewer parameters than the baseline is the improvement: base/cand - 1 > 0.
         parts["params"] = sigmoid_term(base.params_mean / cand.params - 1.0, config)
     return parts
+
+
+def _term(relative: float, absolute: float, seed_std: float | None, n: int, config: FitnessConfig) -> float:
+    """One σ-mapped term: the relative Δ (asi-arch), or Δ in baseline seed σ (seed-sigma)."""
+    if config.formula == "seed-sigma" and n > 1 and seed_std:
+        z = min(max(absolute / seed_std, -config.z_window), config.z_window)
+        return sigmoid_term(z, FitnessConfig(window=config.z_window, steepness=1.0))
+    return sigmoid_term(relative, config)
 
 
 def compute_fitness(
@@ -142,12 +170,12 @@ def compute_fitness(
     if not cand.ok or cand.val_loss is None:
         raise ValueError("fitness needs a successful run with a validation loss")
     d_loss = delta_loss(cand.val_loss, base.val_loss_mean)
-    loss_term = sigmoid_term(d_loss, config)
+    loss_term = _term(d_loss, base.val_loss_mean - cand.val_loss, base.val_loss_std, base.n, config)
 
     d_bench = bench_term = None
     if cand.benchmark is not None and base.benchmark_mean is not None:
         d_bench = delta_bench(cand.benchmark, base.benchmark_mean)
-        bench_term = sigmoid_term(d_bench, config)
+        bench_term = _term(d_bench, cand.benchmark - base.benchmark_mean, base.benchmark_std, base.n, config)
 
     parts: dict[str, float] = {}
     judge_term, judge_kind = None, "missing"

@@ -329,18 +329,21 @@ def probe_complexity(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) ->
     time_ratio = t_long / max(t_short, 1e-9)
     details.update(short_ms=round(t_short * 1e3, 3), long_ms=round(t_long * 1e3, 3))
     details["time_ratio"] = round(time_ratio, 2)
-    # FLOPs are counted only when the timing grows faster than linear: the first FlopCounterMode
-    # in a process imports torch._dynamo (seconds of start-up), which most candidates should not
-    # pay, while SDPA's L^2 term hides behind fixed costs in the timing at these lengths
+    # FLOPs at 4L are counted only when the timing grows faster than linear, where SDPA's L^2
+    # term may hide behind fixed costs in the timing at these lengths
     flop_ratio = None
-    if time_ratio > FLOP_TRIGGER_RATIO:
-        try:
-            flops_short, flops_long = _count_flops(mixer, short), _count_flops(mixer, long)
-            details.update(short_flops=flops_short, long_flops=flops_long)
+    try:
+        # FLOPs per token at L are always counted: fitness scores this deterministic cost
+        # instead of wall-clock throughput (about 2 s of CPU for the counter's first use)
+        flops_short = _count_flops(mixer, short)
+        details.update(short_flops=flops_short, flops_per_token=flops_short / length)
+        if time_ratio > FLOP_TRIGGER_RATIO:
+            flops_long = _count_flops(mixer, long)
+            details["long_flops"] = flops_long
             if flops_short:
                 flop_ratio = flops_long / flops_short
-        except Exception as err:  # noqa: BLE001 - a counter that cannot follow the forward leaves it to timing
-            details["flop_error"] = f"{type(err).__name__}: {err}"
+    except Exception as err:  # noqa: BLE001 - a counter that cannot follow the forward leaves it to timing
+        details["flop_error"] = f"{type(err).__name__}: {err}"
     details["flop_ratio"] = None if flop_ratio is None else round(flop_ratio, 2)
     flop_flagged = flop_ratio is not None and flop_ratio > spec.quadratic_ratio
     if flop_flagged or time_ratio > spec.quadratic_ratio:

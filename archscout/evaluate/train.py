@@ -3,7 +3,8 @@
 AdamW with linear warm-up and cosine decay, gradient clipping, optional bf16 autocast, a fixed step
 budget from the preset (never wall time, so a slower candidate still sees the same tokens), and a
 monitor that stops a run early with a reason: non-finite loss, loss explosion, loss far below the
-baseline's curve at the same step (a leak signal), or steps far slower than the baseline's.
+baseline's curve at the same step (a leak signal), or steps far slower than the baseline's, judged by
+the child's CPU time per step (other work on the machine stretches wall-clock steps, not CPU time).
 
 Runs inside the sandboxed worker only. It does not load candidate files (contract.py does) and does
 not decide fitness (analyze/ does).
@@ -86,7 +87,7 @@ class Monitor:
             if median > self.spec.slow_ratio * base_time:
                 raise MonitorStop(
                     FailureKind.too_slow,
-                    f"median step time {median:.3f}s at step {step} is over {self.spec.slow_ratio} x the "
+                    f"median step CPU time {median:.3f}s at step {step} is over {self.spec.slow_ratio} x the "
                     f"baseline's {base_time:.3f}s",
                 )
 
@@ -137,7 +138,7 @@ def train_task(
         params=model.num_params(),
     )
     eval_values: list[float] = []
-    tokens = 0
+    tokens, wall_steps = 0, 0.0
     started = time.perf_counter()
     log_every = max(1, spec.optim.steps // 50)
 
@@ -152,7 +153,7 @@ def train_task(
             progress({"task": spec.name, "step": step, "eval": value})
 
     for step in range(spec.optim.steps):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         x, y = (t.to(device) for t in data.train_batch(step))
         for group in opt.param_groups:
             group["lr"] = lr_at(step, spec.optim.steps, spec.optim.lr, spec.optim.warmup_steps, spec.optim.min_lr_ratio)
@@ -165,21 +166,22 @@ def train_task(
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.optim.grad_clip)
         opt.step()
         loss_value = float(loss.detach())
-        step_time = time.perf_counter() - t0
+        wall_steps += time.perf_counter() - t0
+        step_cpu = time.process_time() - cpu0  # all of this process's threads
         tokens += x.numel()
         result.steps_done = step + 1
         if step % log_every == 0 or step == spec.optim.steps - 1:
             result.train_curve.append(CurvePoint(step=step, value=loss_value))
             if progress:
                 progress({"task": spec.name, "step": step + 1, "steps": spec.optim.steps, "loss": loss_value})
-        monitor.check(step, loss_value, step_time)
+        monitor.check(step, loss_value, step_cpu)
         if (step + 1) % spec.eval_every == 0 and step + 1 < spec.optim.steps:
             evaluate(step + 1)
     evaluate(spec.optim.steps)
 
     result.wall_s = time.perf_counter() - started
     result.step_time_s = statistics.median(monitor.step_times) if monitor.step_times else 0.0
-    result.tokens_per_s = tokens / max(1e-9, sum(monitor.step_times))
+    result.tokens_per_s = tokens / max(1e-9, wall_steps)  # wall clock: shown, never scored
     if not eval_values:  # scored by the parent through the oracle
         pass
     elif spec.kind == "lm":

@@ -9,15 +9,17 @@ from archscout.analyze.fitness import (
     compute_fitness,
     sigmoid_term,
 )
-from archscout.records import FailureKind, RunResult, failed_result
+from archscout.records import FailureKind, ProbeReport, RunResult, failed_result
 
 BASE = BaselineRef(n=3, val_loss_mean=4.0, val_loss_std=0.01, benchmark_mean=0.5, benchmark_std=0.02,
-                   tokens_per_s_mean=10_000.0, tokens_per_s_std=100.0, params_mean=40_000.0, params_std=0.0)
+                   tokens_per_s_mean=10_000.0, tokens_per_s_std=100.0, params_mean=40_000.0, params_std=0.0,
+                   flops_per_token_mean=100_000.0)
 
 
-def run(val_loss=4.0, benchmark=0.5, tokens_per_s=10_000.0, params=40_000, seed=0) -> RunResult:
+def run(val_loss=4.0, benchmark=0.5, tokens_per_s=10_000.0, params=40_000, seed=0, flops=100_000.0) -> RunResult:
+    probes = [] if flops is None else [ProbeReport(name="complexity", passed=True, details={"flops_per_token": flops})]
     return RunResult(candidate_hash="c", preset="tiny", seed=seed, status="ok", val_loss=val_loss,
-                     benchmark=benchmark, tokens_per_s=tokens_per_s, params=params)
+                     benchmark=benchmark, tokens_per_s=tokens_per_s, params=params, probes=probes)
 
 
 def sig(x: float) -> float:
@@ -27,7 +29,7 @@ def sig(x: float) -> float:
 def test_equal_to_the_baseline_gives_one_half_everywhere():
     b = compute_fitness(run(), BASE)
     assert (b.loss_term, b.bench_term, b.judge_term, b.fitness) == (0.5, 0.5, 0.5, 0.5)
-    assert b.judge_kind == "efficiency" and b.judge_parts == {"throughput": 0.5, "params": 0.5}
+    assert b.judge_kind == "efficiency" and b.judge_parts == {"flops": 0.5, "params": 0.5}
     assert b.delta_loss == 0.0 and b.delta_bench == 0.0 and not b.leak_alarm
 
 
@@ -85,16 +87,45 @@ def test_llm_judge_score_is_the_third_term():
         compute_fitness(run(), BASE, FitnessConfig(judge="llm"), judge_score=1.5)
 
 
-def test_efficiency_judge_rewards_throughput_and_fewer_parameters():
-    b = compute_fitness(run(tokens_per_s=10_500.0, params=50_000), BASE)
-    assert b.judge_parts["throughput"] == pytest.approx(sig(2.5))
+def test_efficiency_judge_rewards_fewer_flops_and_fewer_parameters():
+    # 100k / 95238 - 1 = 0.05 -> σ(2.5)
+    b = compute_fitness(run(flops=100_000.0 / 1.05, params=50_000), BASE)
+    assert b.judge_parts["flops"] == pytest.approx(sig(2.5))
     # 40k/50k - 1 = -0.2, clipped to the window's edge -0.1
     assert b.judge_parts["params"] == pytest.approx(sig(-5.0))
     assert b.judge_term == pytest.approx((sig(2.5) + sig(-5.0)) / 2)
 
 
+def test_wall_clock_throughput_is_not_scored():
+    # the same architecture measured on a busy and on a quiet machine scores the same
+    busy, quiet = compute_fitness(run(tokens_per_s=2_300.0), BASE), compute_fitness(run(tokens_per_s=10_700.0), BASE)
+    assert busy.fitness == quiet.fitness and "throughput" not in busy.judge_parts
+
+
+def test_baseline_reference_carries_the_probe_flops():
+    ref = baseline_ref_from_runs([run(flops=90.0, seed=0), run(flops=110.0, seed=1)])
+    assert ref.flops_per_token_mean == pytest.approx(100.0)
+
+
+def test_seed_sigma_formula_measures_deltas_in_baseline_seed_sd():
+    cfg = FitnessConfig(formula="seed-sigma")
+    # loss 0.02 below the baseline, whose seed sd is 0.01: z = 2 -> σ(2)
+    b = compute_fitness(run(val_loss=3.98), BASE, cfg)
+    assert b.loss_term == pytest.approx(sig(2.0))
+    # benchmark 0.5 -> 0.3 with sd 0.02: z = -10, clipped to -5
+    assert compute_fitness(run(benchmark=0.3), BASE, cfg).bench_term == pytest.approx(sig(-5.0))
+    # asi-arch maps the same 0.5 % loss gain to σ(0.25): the seed-sigma term sees it as 2 σ of noise
+    assert compute_fitness(run(val_loss=3.98), BASE).loss_term == pytest.approx(sig(0.25))
+
+
+def test_seed_sigma_without_a_baseline_sd_falls_back_to_the_relative_delta():
+    one_seed = BASE.model_copy(update={"n": 1, "val_loss_std": 0.0})
+    b = compute_fitness(run(val_loss=3.8), one_seed, FitnessConfig(formula="seed-sigma"))
+    assert b.loss_term == pytest.approx(sig(2.5))
+
+
 def test_efficiency_judge_without_measurements_is_missing():
-    b = compute_fitness(run(tokens_per_s=None, params=None), BASE)
+    b = compute_fitness(run(tokens_per_s=None, params=None, flops=None), BASE)
     assert b.judge_kind == "missing" and b.judge_term is None and b.fitness == 0.5
 
 

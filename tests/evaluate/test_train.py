@@ -84,3 +84,41 @@ def test_bf16_autocast_trains_a_baseline(tmp_path):
     )
     assert result.steps_done == spec.optim.steps
     assert math.isfinite(result.val_loss)
+
+
+SLEEPY_MIXER = '''
+import time
+from torch import nn
+
+
+class Sleepy(nn.Module):
+    """Identity-like mixer whose forward waits, as a process descheduled by other work would."""
+
+    def __init__(self, d_model=None, hidden_size=None, num_heads=4, layer_idx=None, **kwargs):
+        super().__init__()
+        self.proj = nn.Linear(d_model or hidden_size, d_model or hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None, past_key_values=None, use_cache=False,
+                output_attentions=False, **kwargs):
+        time.sleep(0.3)
+        return self.proj(hidden_states), None, past_key_values
+'''
+
+
+def test_waiting_steps_are_not_too_slow_because_the_monitor_counts_cpu_time(tmp_path):
+    # every step takes > 0.3 s of wall clock, 30x the reference's 0.01 s, but almost no CPU: a busy
+    # machine must not fail a candidate as too slow
+    path = tmp_path / "sleepy.py"
+    path.write_text(SLEEPY_MIXER)
+    preset = get_preset("smoke")
+    spec = preset.lm_task.model_copy(update={"optim": preset.lm_task.optim.model_copy(update={"steps": 12}), "eval_every": 12, "eval_tokens": 256})
+    prepare(spec, default_cache_dir())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_task(load_mixer_class(path), spec, preset, 0, default_cache_dir(), torch.device("cpu"),
+                            reference=TaskReference(step_time_s=0.01))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.steps_done == 12 and result.stopped is None
+    assert result.step_time_s < 0.1 and result.wall_s > 12 * 0.3

@@ -1,0 +1,88 @@
+"""Running a calibration: every panel member x seed x preset through the ordinary evaluation path.
+
+Each (member, preset, seed) is one `archscout.evaluate.runner.evaluate_file` call, exactly as a
+search candidate is evaluated (probes, then training, in the sandbox); its result is committed to
+the calibration store at once and never re-run. A member that fails its probes stops the
+calibration with `CalibrationError` (the panel is then not usable), its failed row kept for the
+record. Summarising lives in summary.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from archscout.calibration.panel import Member, Panel
+from archscout.calibration.store import CalibrationStore
+from archscout.config import Preset
+from archscout.records import RunResult, code_hash
+
+Progress = Callable[[dict], None]
+
+
+class CalibrationError(RuntimeError):
+    """The calibration cannot continue (a member fails its probes); the message is one line."""
+
+
+@dataclass
+class Job:
+    member: Member
+    preset: Preset
+    seed: int
+
+
+def member_hashes(panel: Panel) -> dict[str, str]:
+    return {m.name: code_hash(m.path.read_text()) for m in panel.members}
+
+
+def plan(panel: Panel, presets: list[Preset], seeds: int) -> list[Job]:
+    """Every job in run order: preset by preset, seed-major, so that an interrupted calibration
+    already has every member on its first seeds."""
+    return [Job(m, p, s) for p in presets for s in range(seeds) for m in panel.members]
+
+
+def pending(jobs: list[Job], store: CalibrationStore, hashes: dict[str, str]) -> list[Job]:
+    return [j for j in jobs if not store.done(j.member.name, j.preset.name, j.seed, hashes[j.member.name])]
+
+
+def evaluate_job(job: Job, cache_dir: Path | None = None, progress: Progress | None = None) -> RunResult:
+    from archscout.evaluate.runner import evaluate_file
+
+    options = {"progress": progress}
+    if cache_dir is not None:
+        options["cache_dir"] = cache_dir
+    result = evaluate_file(job.member.path, job.preset, job.seed, **options)
+    result.candidate_name = job.member.name
+    return result
+
+
+def probe_failure(result: RunResult) -> str | None:
+    """The first failed fatal probe's one-line reason, or None."""
+    if result.ok or not result.probes:
+        return None
+    for report in result.probes:
+        if not report.passed and report.details.get("fatal") is not False:
+            return f"{report.name}: {report.reason}"
+    return None
+
+
+def run_jobs(
+    jobs: list[Job],
+    store: CalibrationStore,
+    *,
+    cache_dir: Path | None = None,
+    on_start: Callable[[Job], None] | None = None,
+    on_done: Callable[[Job, RunResult], None] | None = None,
+    progress: Progress | None = None,
+) -> None:
+    for job in jobs:
+        if on_start:
+            on_start(job)
+        result = evaluate_job(job, cache_dir, progress)
+        store.add(job.member.name, result)
+        if on_done:
+            on_done(job, result)
+        reason = probe_failure(result)
+        if reason:
+            raise CalibrationError(f"panel member '{job.member.name}' fails its probes ({reason}); fix or remove it")
