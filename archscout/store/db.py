@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from archscout.records import RunResult, code_hash
 from archscout.store import schema as s
-from archscout.store.engine import DEFAULT_BUSY_TIMEOUT_MS, READ_ONLY, make_engine
+from archscout.store.engine import DEFAULT_BUSY_TIMEOUT_MS, READ_ONLY, lock_counter, make_engine
 from archscout.store.errors import StoreError
 from archscout.store.experiments import Experiments
 from archscout.store.migrations import upgrade
@@ -445,6 +445,7 @@ class StudyDB:
         """Store the next pool version; `members` are (architecture_id, fitness), best first."""
         t = s.pool_versions
         with self.writing(conn) as c:
+            lock_counter(c, "pool_versions.version")
             latest = c.execute(select(func.coalesce(func.max(t.c.version), 0))).scalar_one()
             values = dict(
                 version=latest + 1,

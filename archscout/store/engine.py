@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import zlib
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import URL, make_url
 
 from archscout.store.errors import translate
@@ -39,6 +41,19 @@ def resolve_url(path_or_url: str | Path) -> URL:
         path = path / DB_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     return URL.create("sqlite", database=str(path.resolve()))
+
+
+def lock_counter(conn: Connection, name: str) -> None:
+    """Serialise, until `conn`'s transaction ends, every writer that hands out the next number of
+    counter `name` (max + 1: experiment numbers, pool versions).
+
+    On PostgreSQL two transactions would otherwise read the same maximum and one would fail on the
+    unique index (seen with four concurrent drivers); a transaction-scoped advisory lock makes the
+    second wait instead, and it is released on commit or rollback. SQLite needs nothing: a write
+    transaction already holds the database's write lock from its BEGIN.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(f"archscout:{name}".encode())})
 
 
 def make_engine(path_or_url: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:

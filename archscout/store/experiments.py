@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from archscout.store import schema as s
+from archscout.store.engine import lock_counter
 from archscout.store.errors import InvalidTransition, NotFoundError
 from archscout.store.rows import Experiment, ExperimentEvent
 
@@ -70,8 +71,9 @@ class Experiments:
         """Create the next experiment in state `sampled` (its parent and references are chosen)."""
         now = s.utcnow()
         with self.db.writing(conn) as c:
-            # computed inside the write transaction: on SQLite it holds the write lock, so two
-            # processes cannot take the same number; the unique index guards other backends
+            # computed inside the write transaction, with the counter locked (see lock_counter), so
+            # two drivers never take the same number
+            lock_counter(c, "experiments.seq")
             seq = self.next_seq(conn=c)
             values = dict(
                 seq=seq,
