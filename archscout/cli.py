@@ -140,6 +140,7 @@ def run_cmd(
     selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
     proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
+    db: Optional[str] = typer.Option(None, "--db", help="keep a new study in this database (postgresql+psycopg://user@host/db), shared by every driver that names it"),
 ) -> None:
     """Start or resume a study: propose, check, train, score and analyse until the budget."""
     from archscout.evaluate.sandbox import SandboxError
@@ -156,6 +157,8 @@ def run_cmd(
         overrides["pool.selection"] = selection
     if proposer:
         overrides["proposer"] = proposer
+    if db:
+        overrides["db_url"] = db
     refusal = _refuse_llm_fallback(study, overrides)
     if refusal:
         fail(refusal)

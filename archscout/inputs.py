@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tomllib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -78,6 +79,11 @@ def readable_study(folder: Path, *, older_ok: bool = False) -> Path:
     database is opened read-only, so a random file, a truncated database or another program's
     SQLite file are refused here instead of being "upgraded"."""
     folder = study_folder(folder)
+    url = _shared_db_url(folder)
+    if url is not None:
+        where, version = _shared_db_version(url)
+        _check_version(where, version, folder, older_ok)
+        return folder
     db = folder / DB_FILENAME
     if not db.is_file() or not (folder / CONFIG_NAME).is_file():
         raise InputError(f"no study in {shown(folder)} (start one with `archscout run --study "
@@ -102,14 +108,49 @@ def readable_study(folder: Path, *, older_ok: bool = False) -> Path:
         raise InputError(f"{shown(db)} is not a readable SQLite database ({err})") from None
     if version is None or not {"studies", "architectures", "runs"} <= tables:
         raise InputError(f"{shown(db)} is not an archscout study")
+    _check_version(shown(db), version, folder, older_ok)
+    return folder
+
+
+def _check_version(where: str, version: int, folder: Path, older_ok: bool) -> None:
     if version > LATEST_VERSION:
-        raise InputError(f"{shown(db)} was written by a newer archscout (schema {version} > "
+        raise InputError(f"{where} was written by a newer archscout (schema {version} > "
                          f"{LATEST_VERSION}); upgrade archscout")
     if version < LATEST_VERSION and not older_ok:
-        raise InputError(f"{shown(db)} is at schema version {version}, this archscout reads "
+        raise InputError(f"{where} is at schema version {version}, this archscout reads "
                          f"{LATEST_VERSION}; read commands never migrate: run `archscout upgrade "
                          f"--study {shown(folder)}` once")
-    return folder
+
+
+def _shared_db_url(folder: Path) -> str | None:
+    """The `db_url` of a study kept in a shared database, None for a study.db in the folder."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text()).get("db_url")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{shown(path)} is not valid TOML ({err})") from None
+
+
+def _shared_db_version(url: str) -> tuple[str, int]:
+    """The schema version of the study in a shared database, read without writing anything."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    where = make_url(url).render_as_string(hide_password=True)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+            if not {"schema_migrations", "studies", "architectures", "runs"} <= tables:
+                raise InputError(f"{where} holds no archscout study")
+            return where, conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar_one()
+    except SQLAlchemyError as err:
+        raise InputError(f"{where}: the study database cannot be reached ({str(err).splitlines()[0]})") from None
+    finally:
+        engine.dispose()
 
 
 def architecture_id(value: int) -> int:

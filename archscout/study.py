@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from archscout.analyze.fitness import FitnessConfig
 from archscout.analyze.stats import VerificationRule
@@ -77,6 +77,16 @@ class StudyConfig(BaseModel):
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    # a SQLAlchemy URL (postgresql+psycopg://user@host/db) that keeps the study's database outside the
+    # folder, shared by drivers on several machines; None = study.db inside the study folder
+    db_url: str | None = None
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql", "sqlite")):
+            raise ValueError("expected a database URL such as postgresql+psycopg://user@host/dbname")
+        return value
 
     @model_validator(mode="after")
     def _judge_follows_proposer(self) -> StudyConfig:
@@ -154,6 +164,20 @@ class StudyHandle:
         self.db.close()
 
 
+def _check_db_move(folder: Path, overrides: dict[str, Any]) -> None:
+    """`--db` may place a new study or repeat where an existing one lives, never move one: the
+    experiments would stay behind in the old database."""
+    if "db_url" not in overrides:
+        return
+    wanted = overrides["db_url"]
+    has_config = (folder / CONFIG_NAME).exists()
+    recorded = load_config(folder).db_url if has_config else None
+    if (has_config or (folder / "study.db").exists()) and recorded != wanted:
+        where = "in another database" if recorded else "in its study.db"
+        raise ConfigError(f"the study in {folder} keeps its experiments {where}; --db cannot move it "
+                          "(copy the rows with your database's tools, or start a new study folder)")
+
+
 def open_study(folder: Path, overrides: dict[str, Any] | None = None, create: bool = True) -> StudyHandle:
     """Open (or create) the study in `folder`; config errors raise ConfigError naming the field."""
     folder = Path(folder)
@@ -165,9 +189,19 @@ def open_study(folder: Path, overrides: dict[str, Any] | None = None, create: bo
         # sandboxed child running as another uid must not read it
         folder.mkdir(parents=True, mode=0o700)
     config = load_config(folder, overrides)
+    _check_db_move(folder, overrides or {})
     preset = get_preset(config.preset, Path(config.presets_file) if config.presets_file else None)
-    db = open_study_db(folder)
+    db = open_study_db(config.db_url or folder)
     study = db.study()
+    if study is not None and not (folder / CONFIG_NAME).exists():
+        # a new folder joining a study kept in a shared database: the study's own settings, plus
+        # whatever this command overrides
+        try:
+            config = StudyConfig.model_validate(apply_overrides(study.config, overrides or {}))
+        except ValidationError as err:
+            db.close()
+            raise ConfigError(_field_error(err, "the shared study's config")) from None
+        preset = get_preset(config.preset, Path(config.presets_file) if config.presets_file else None)
     if study is None:
         db.create_study(config.name, config.model_dump(mode="json"))
     elif overrides:

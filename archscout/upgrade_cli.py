@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from archscout.config import ConfigError
 from archscout.inputs import InputError, readable_study
 from archscout.store.errors import StoreError
 
@@ -20,10 +21,11 @@ def upgrade_cmd(study: Path = typer.Option(Path("study"), "--study", help="study
     from archscout.cli import console, fail
     from archscout.store.db import open_study_db
     from archscout.store.migrations import LATEST_VERSION
+    from archscout.study import load_config
 
     try:
         readable_study(study, older_ok=True)
-        open_study_db(study).close()
-    except (InputError, StoreError) as err:
+        open_study_db(load_config(study).db_url or study).close()
+    except (InputError, StoreError, ConfigError) as err:
         fail(str(err))
     console.print(f"{study}: schema version {LATEST_VERSION}", highlight=False)

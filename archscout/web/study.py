@@ -4,7 +4,8 @@
 viewer must do none of that. Here the SQLite file is opened with `mode=ro`, so the dashboard cannot
 change the study even by a bug, and it can watch a study that `archscout run` is writing (WAL lets
 readers and one writer work at once). A database that needs a migration is refused with a hint,
-because upgrading it would be a write. Non-SQLite URLs are out of scope: studies are folders.
+because upgrading it would be a write. A study kept in a shared PostgreSQL database (`db_url`) is
+read through sessions set to read-only transactions, which the server itself enforces.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ class StudyUnavailable(Exception):
     """The folder holds no study this dashboard can read."""
 
 
-def open_readonly(folder: str | Path) -> StudyHandle:
-    folder = Path(folder).expanduser().resolve()
-    db_path = folder / DB_FILENAME
-    if not db_path.is_file() or not (folder / CONFIG_NAME).is_file():
-        raise StudyUnavailable(f"no study in {folder} (start one with `archscout run --study {folder}`)")
-    config = load_config(folder)
-    extra = config.presets_file
-    try:
-        preset = get_preset(config.preset, None if extra is None else Path(extra))
-    except (ConfigError, ValueError) as err:
-        raise StudyUnavailable(str(err)) from None
+def _shared_engine(url: str):
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        dbapi_conn.commit()
+
+    return engine
+
+
+def _file_engine(db_path: Path):
     engine = create_engine(f"sqlite:///file:{db_path}?mode=ro&uri=true")
 
     @event.listens_for(engine, "connect")
@@ -42,12 +45,30 @@ def open_readonly(folder: str | Path) -> StudyHandle:
         # wait for the loop's short write transactions instead of failing with "database is locked"
         dbapi_conn.execute("PRAGMA busy_timeout = 5000")
 
+    return engine
+
+
+def open_readonly(folder: str | Path) -> StudyHandle:
+    folder = Path(folder).expanduser().resolve()
+    db_path = folder / DB_FILENAME
+    if not (folder / CONFIG_NAME).is_file():
+        raise StudyUnavailable(f"no study in {folder} (start one with `archscout run --study {folder}`)")
+    config = load_config(folder)
+    if config.db_url is None and not db_path.is_file():
+        raise StudyUnavailable(f"no study in {folder} (start one with `archscout run --study {folder}`)")
+    extra = config.presets_file
+    try:
+        preset = get_preset(config.preset, None if extra is None else Path(extra))
+    except (ConfigError, ValueError) as err:
+        raise StudyUnavailable(str(err)) from None
+    engine = _shared_engine(config.db_url) if config.db_url else _file_engine(db_path)
+
     with engine.connect() as conn:
         version = current_version(conn)
     if version != LATEST_VERSION:
         engine.dispose()
         raise StudyUnavailable(
-            f"{db_path} is at schema version {version}, this archscout reads {LATEST_VERSION}; "
+            f"{'the study database' if config.db_url else db_path} is at schema version {version}, this archscout reads {LATEST_VERSION}; "
             f"run `archscout upgrade --study {folder}` once"
         )
     return StudyHandle(folder, config, preset, StudyDB(engine))

@@ -1,37 +1,20 @@
 """Fixtures: a study database on a real SQLite file, and on PostgreSQL when ARCHSCOUT_TEST_PG_URL
-names a server (each test then gets its own schema, dropped afterwards)."""
+names a server (each test then gets its own schema, dropped afterwards: `pg_url` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from urllib.parse import quote
-
 import pytest
-from sqlalchemy import create_engine
 
 from archscout.store import open_study_db
-
-PG_URL = os.environ.get("ARCHSCOUT_TEST_PG_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def study_url(request, tmp_path):
-    """Where a fresh study database lives: a file path for SQLite, a URL for PostgreSQL."""
+    """Where a fresh study database lives: a file path for SQLite, a URL for PostgreSQL (its own
+    schema, tests/conftest.py)."""
     if request.param == "sqlite":
-        yield tmp_path / "study.db"
-        return
-    if not PG_URL:
-        pytest.skip("set ARCHSCOUT_TEST_PG_URL to run the store tests on PostgreSQL")
-    schema = f"archscout_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+        return tmp_path / "study.db"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
