@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+MIN_BOOTSTRAP = 20
 console = Console()
 err_console = Console(stderr=True)
 
@@ -52,9 +53,15 @@ def calibrate_cmd(
 
     if seeds < 2:
         _fail(f"--seeds must be at least 2 to measure seed noise, got {seeds}")
+    if bootstrap < MIN_BOOTSTRAP:
+        # checked now: the CIs are computed after every evaluation has run
+        _fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a confidence interval, got {bootstrap}")
     names = _split(preset)
     if not names:
         _fail("--preset is empty")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        _fail(f"--preset names '{twice[0]}' twice")
     try:
         specs = [get_preset(n, presets_file) for n in names]
         panel = select(load_panel(panel_file), _split(members))

@@ -58,13 +58,22 @@ def evaluate_job(job: Job, cache_dir: Path | None = None, progress: Progress | N
 
 
 def probe_failure(result: RunResult) -> str | None:
-    """The first failed fatal probe's one-line reason, or None."""
-    if result.ok or not result.probes:
-        return None
+    """One line saying why the probe phase failed (the first failed fatal probe, or the failure
+    itself when the file did not even load), or None when the run got past the probes."""
+    if result.ok or "train" in result.wall_s:
+        return None  # a training failure is a measurement, counted per member by the summary
+    reason = None
     for report in result.probes:
         if not report.passed and report.details.get("fatal") is not False:
-            return f"{report.name}: {report.reason}"
-    return None
+            reason = f"{report.name}: {report.reason}"
+            break
+    if reason is None and result.failure is not None:
+        reason = f"{result.failure.kind.value}: {result.failure.message}"
+    if reason is None:
+        return None
+    # one line whatever the probe wrote (a reason may quote a multi-line traceback)
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= 240 else reason[:239] + "…"
 
 
 def run_jobs(
