@@ -31,7 +31,8 @@ from archscout.evaluate.scoring import heldout_dir
 from archscout.evaluate.tasks import default_cache_dir
 from archscout.space import baseline_path
 
-console = Console()
+# wide enough that the table is not truncated when the output goes to a file
+console = Console(width=200)
 
 
 def _run(label: str, preset, seed: int, baseline: str, cache_dir: Path | None = None) -> dict[str, float]:
@@ -53,7 +54,8 @@ def _fresh_cache(tmp: Path) -> Path:
 
 
 def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:.6g}"
+    # full precision: a spread of one ulp must be visible
+    return "—" if v is None else repr(v)
 
 
 def main() -> None:
