@@ -13,7 +13,7 @@ page that says so instead of an error. Nothing here runs or recomputes a calibra
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,8 @@ def _load(study: StudyHandle) -> tuple[dict | None, str | None]:
     try:
         summary = json.loads(path.read_text())
         if not isinstance(summary, dict) or not isinstance(summary.get("members"), dict):
-            raise ValueError("not a calibration summary")
-    except (OSError, ValueError) as err:
+            raise TypeError("not a calibration summary")
+    except (OSError, ValueError, TypeError) as err:
         return None, f"{path.name} cannot be read ({type(err).__name__}: {str(err)[:120]})"
     return summary, None
 
@@ -74,7 +74,7 @@ def calibration_page(study: StudyHandle) -> dict[str, Any]:
         })
     per_metric = summary.get("metrics", {})
     baseline = summary.get("baseline", "")
-    mtime = datetime.fromtimestamp(summary_path(study).stat().st_mtime, timezone.utc)
+    mtime = datetime.fromtimestamp(summary_path(study).stat().st_mtime, UTC)
     return clean({
         **base,
         "calibrated": True,

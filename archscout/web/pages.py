@@ -18,7 +18,6 @@ from archscout.web.render import TITLES, Links, render
 from archscout.web.tree import lineage
 
 
-
 def _overview(study: StudyHandle) -> dict[str, Any]:
     # the overview carries one line of the study preset's latest calibration (web/calibration.py)
     return {**d.overview(study), "calibration": calibration_brief(study)}
