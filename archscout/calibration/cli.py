@@ -46,7 +46,7 @@ def calibrate_cmd(
 ) -> None:
     """Measure the instrument: seed noise, ICC, separation, published orderings, fidelity between presets."""
     from archscout.calibration.panel import PanelError, load_panel, select
-    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan
+    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan, preset_keys
     from archscout.calibration.store import CalibrationStore
     from archscout.calibration.summary import fidelity, summarise, write_outputs
     from archscout.config import ConfigError, get_preset
@@ -74,7 +74,7 @@ def calibrate_cmd(
         todo = pending(plan(panel, specs, seeds), store, hashes)
         if todo:
             _run_with_progress(todo, store, quiet=as_json)
-        results = {p.name: _seeds(store.results(p.name, hashes), seeds) for p in specs}
+        results = {p.name: _seeds(store.results(p.name, preset_keys(hashes, p)), seeds) for p in specs}
     except CalibrationError as err:
         _fail(f"{err} — finished evaluations are kept in {store.path}")
     except KeyboardInterrupt:
