@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+MIN_BOOTSTRAP = 20
 console = Console()
 err_console = Console(stderr=True)
 
@@ -45,16 +46,22 @@ def calibrate_cmd(
 ) -> None:
     """Measure the instrument: seed noise, ICC, separation, published orderings, fidelity between presets."""
     from archscout.calibration.panel import PanelError, load_panel, select
-    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan
+    from archscout.calibration.run import CalibrationError, member_hashes, pending, plan, preset_keys
     from archscout.calibration.store import CalibrationStore
     from archscout.calibration.summary import fidelity, summarise, write_outputs
     from archscout.config import ConfigError, get_preset
 
     if seeds < 2:
         _fail(f"--seeds must be at least 2 to measure seed noise, got {seeds}")
+    if bootstrap < MIN_BOOTSTRAP:
+        # checked now: the CIs are computed after every evaluation has run
+        _fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a confidence interval, got {bootstrap}")
     names = _split(preset)
     if not names:
         _fail("--preset is empty")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        _fail(f"--preset names '{twice[0]}' twice")
     try:
         specs = [get_preset(n, presets_file) for n in names]
         panel = select(load_panel(panel_file), _split(members))
@@ -67,7 +74,7 @@ def calibrate_cmd(
         todo = pending(plan(panel, specs, seeds), store, hashes)
         if todo:
             _run_with_progress(todo, store, quiet=as_json)
-        results = {p.name: _seeds(store.results(p.name, hashes), seeds) for p in specs}
+        results = {p.name: _seeds(store.results(p.name, preset_keys(hashes, p)), seeds) for p in specs}
     except CalibrationError as err:
         _fail(f"{err} — finished evaluations are kept in {store.path}")
     except KeyboardInterrupt:

@@ -20,6 +20,12 @@ from archscout.records import RunResult, code_hash
 
 Progress = Callable[[dict], None]
 
+# Bumped when the evaluation path changes what a stored run's numbers mean, so that a resumed
+# calibration never mixes runs measured two ways. 2: the parent computes the scored numbers from a
+# held-out set the child never sees (issue 12); version-1 rows were scored by the child itself and
+# measured MQAR on another test set (DeltaNet at nano, seed 0: accuracy 0.874 then, 0.863 now).
+EVALUATION_VERSION = 2
+
 
 class CalibrationError(RuntimeError):
     """The calibration cannot continue (a member fails its probes); the message is one line."""
@@ -36,6 +42,18 @@ def member_hashes(panel: Panel) -> dict[str, str]:
     return {m.name: code_hash(m.path.read_text()) for m in panel.members}
 
 
+def run_key(source_hash: str, preset: Preset) -> str:
+    """What a stored run is valid for: the member's source, the preset's full definition (tasks,
+    budgets, model sizes, threads) and the evaluation version. Re-sizing a preset or changing how runs
+    are scored makes the old rows stale instead of silently reused under the same preset name."""
+    material = f"{source_hash}|{preset.model_dump_json()}|v{EVALUATION_VERSION}"
+    return code_hash(material)
+
+
+def preset_keys(hashes: dict[str, str], preset: Preset) -> dict[str, str]:
+    return {member: run_key(h, preset) for member, h in hashes.items()}
+
+
 def plan(panel: Panel, presets: list[Preset], seeds: int) -> list[Job]:
     """Every job in run order: preset by preset, seed-major, so that an interrupted calibration
     already has every member on its first seeds."""
@@ -43,7 +61,7 @@ def plan(panel: Panel, presets: list[Preset], seeds: int) -> list[Job]:
 
 
 def pending(jobs: list[Job], store: CalibrationStore, hashes: dict[str, str]) -> list[Job]:
-    return [j for j in jobs if not store.done(j.member.name, j.preset.name, j.seed, hashes[j.member.name])]
+    return [j for j in jobs if not store.done(j.member.name, j.preset.name, j.seed, run_key(hashes[j.member.name], j.preset))]
 
 
 def evaluate_job(job: Job, cache_dir: Path | None = None, progress: Progress | None = None) -> RunResult:
@@ -58,13 +76,22 @@ def evaluate_job(job: Job, cache_dir: Path | None = None, progress: Progress | N
 
 
 def probe_failure(result: RunResult) -> str | None:
-    """The first failed fatal probe's one-line reason, or None."""
-    if result.ok or not result.probes:
-        return None
+    """One line saying why the probe phase failed (the first failed fatal probe, or the failure
+    itself when the file did not even load), or None when the run got past the probes."""
+    if result.ok or "train" in result.wall_s:
+        return None  # a training failure is a measurement, counted per member by the summary
+    reason = None
     for report in result.probes:
         if not report.passed and report.details.get("fatal") is not False:
-            return f"{report.name}: {report.reason}"
-    return None
+            reason = f"{report.name}: {report.reason}"
+            break
+    if reason is None and result.failure is not None:
+        reason = f"{result.failure.kind.value}: {result.failure.message}"
+    if reason is None:
+        return None
+    # one line whatever the probe wrote (a reason may quote a multi-line traceback)
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= 240 else reason[:239] + "…"
 
 
 def run_jobs(
@@ -80,7 +107,8 @@ def run_jobs(
         if on_start:
             on_start(job)
         result = evaluate_job(job, cache_dir, progress)
-        store.add(job.member.name, result)
+        # keyed by the source actually evaluated (the file could change between planning and now)
+        store.add(job.member.name, result, run_key(result.candidate_hash, job.preset))
         if on_done:
             on_done(job, result)
         reason = probe_failure(result)

@@ -1,9 +1,11 @@
 """Finished calibration evaluations in a SQLite file (`<dir>/calibration.db`), one row per
-(member, preset, seed, code hash).
+(member, preset, seed, run key).
 
 Each evaluation is committed the moment it finishes, so a calibration killed at any point loses at
-most the evaluation in flight, and a rerun skips every finished one. The code hash is part of the
-key: editing a member's file makes its old rows stale instead of silently reused. It stores
+most the evaluation in flight, and a rerun skips every finished one. The run key (run.py `run_key`:
+the member's code hash, the preset's definition and the evaluation version; the column keeps its old
+name `code_hash`) is part of the primary key: editing a member's file, re-sizing a preset or changing
+how runs are scored makes the old rows stale instead of silently reused. It stores
 results; it does not evaluate or summarise them.
 """
 
@@ -50,19 +52,20 @@ class CalibrationStore:
         ).fetchone()
         return row is not None
 
-    def add(self, member: str, result: RunResult) -> None:
+    def add(self, member: str, result: RunResult, key: str | None = None) -> None:
+        """Store one finished evaluation under `key` (default: the candidate's code hash)."""
         with self.conn:
             self.conn.execute(
                 "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    member, result.preset, result.seed, result.candidate_hash, result.status,
+                    member, result.preset, result.seed, key or result.candidate_hash, result.status,
                     result.wall_s.get("total"), result.model_dump_json(),
                     datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 ),
             )
 
     def results(self, preset: str, hashes: dict[str, str]) -> dict[str, list[RunResult]]:
-        """member -> its finished results at `preset` for the member's current code hash, by seed."""
+        """member -> its finished results at `preset` stored under the member's key in `hashes`, by seed."""
         out: dict[str, list[RunResult]] = {}
         for member, code in hashes.items():
             rows = self.conn.execute(

@@ -1,6 +1,6 @@
 """The dashboard server: FastAPI routes over one study, read-only, each page with a `.json` twin.
 
-Routes: `/` (overview), `/leaderboard`, `/tree`, `/trends`, `/failures`, `/arch/{id}`, each also
+Routes: `/` (overview), `/leaderboard`, `/tree`, `/trends`, `/failures`, `/calibration`, `/arch/{id}`, each also
 as `<path>.json` (`/index.json` for the overview), and `/static/*` (our CSS/JS and plotly.min.js
 from the installed `plotly` package).
 
@@ -48,7 +48,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 PATHS = {"/": "index", "/index": "index", "/leaderboard": "leaderboard", "/tree": "tree", "/trends": "trends",
-         "/failures": "failures"}
+         "/failures": "failures", "/calibration": "calibration"}
 
 
 def _presented_token(request: Request) -> tuple[str | None, bool]:

@@ -1,7 +1,7 @@
 """`archscout report --site DIR`: the dashboard as static files that open from disk.
 
 Writes every page the server has — `index.html`, `leaderboard.html`, `tree.html`, `trends.html`,
-`failures.html` and `arch/<id>.html` for every architecture — each beside its `.json` twin, plus
+`failures.html`, `calibration.html` and `arch/<id>.html` for every architecture — each beside its `.json` twin, plus
 `static/` (our CSS/JS and plotly.min.js copied from the installed `plotly` package). Links are
 relative, so the folder opens via file:// and can be moved, zipped or published as is; charts read
 their data from a JSON block inside each page, because browsers refuse fetch() of file:// URLs.

@@ -13,15 +13,23 @@ from typing import Any
 from archscout.study import StudyHandle
 from archscout.web import data as d
 from archscout.web.arch import architecture_page
+from archscout.web.calibration import calibration_brief, calibration_page
 from archscout.web.render import TITLES, Links, render
 from archscout.web.tree import lineage
 
+
+def _overview(study: StudyHandle) -> dict[str, Any]:
+    # the overview carries one line of the study preset's latest calibration (web/calibration.py)
+    return {**d.overview(study), "calibration": calibration_brief(study)}
+
+
 BUILDERS = {
-    "index": d.overview,
+    "index": _overview,
     "leaderboard": d.leaderboard,
     "tree": lineage,
     "trends": d.trends,
     "failures": d.failures,
+    "calibration": calibration_page,
 }
 
 

@@ -22,9 +22,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-PAGES = ("index", "leaderboard", "tree", "trends", "failures")
+PAGES = ("index", "leaderboard", "tree", "trends", "failures", "calibration")
 TITLES = {"index": "Overview", "leaderboard": "Leaderboard", "tree": "Lineage", "trends": "Trends",
-          "failures": "Failures"}
+          "failures": "Failures", "calibration": "Calibration"}
 STATIC_DIR = Path(__file__).parent / "static"
 
 

@@ -14,7 +14,7 @@ from archscout.web.pages import page_data
 from archscout.web.study import open_readonly
 XSS = "<script>alert(1)</script>"  # as in conftest.py
 
-PAGES = ["/", "/leaderboard", "/tree", "/trends", "/failures"]
+PAGES = ["/", "/leaderboard", "/tree", "/trends", "/failures", "/calibration"]
 LOCAL = "http://127.0.0.1:8765"
 
 

@@ -17,7 +17,7 @@ def test_report_site_writes_every_page_with_relative_links(synthetic_study, tmp_
     site = tmp_path / "site"
     result = CliRunner().invoke(app, ["report", "--study", str(synthetic_study), "--site", str(site)])
     assert result.exit_code == 0, result.output
-    for name in ("index", "leaderboard", "tree", "trends", "failures"):
+    for name in ("index", "leaderboard", "tree", "trends", "failures", "calibration"):
         assert (site / f"{name}.html").is_file() and (site / f"{name}.json").is_file()
     arch_pages = sorted(site.glob("arch/*.html"))
     assert len(arch_pages) == len(json.loads((site / "tree.json").read_text())["nodes"])
