@@ -12,7 +12,11 @@ against reward hacking by one metric).
 relative parameter economy (baseline params / candidate params) and relative FLOPs per token (from
 the complexity probe's counter), same window and steepness. Wall-clock throughput is recorded on
 the run and shown, never scored: it measured 2.3k and 10.7k tokens/s for the same baseline on one
-machine, depending on what else ran.
+machine, depending on what else ran. Efficiency counts only as far as quality earned it: the judge
+term is capped at the mean of the loss and benchmark terms. Uncapped, a mixer that does no token
+mixing at all scored above DeltaNet at `nano` (measured: its FLOPs and parameters earned a judge
+term of ~0.99 while its MQAR accuracy was 0.06 against 0.93), which ASI-Arch's LLM judge, asked
+about architectural quality, would never have given it.
 
 `formula = "asi-arch"` (the default) is the paper's relative Δ. `formula = "seed-sigma"` measures
 each Δ in units of the baseline's seed standard deviation instead, z = Δ_abs / σ_seed, mapped by
@@ -73,6 +77,7 @@ class FitnessBreakdown(BaseModel):
     delta_loss: float  # (base - cand) / base, unclipped; > 0 is better
     delta_bench: float | None  # relative (absolute when the baseline is ~0), unclipped
     judge_parts: dict[str, float] = Field(default_factory=dict)  # efficiency: params, flops
+    judge_cap: float | None = None  # efficiency above the quality terms' mean: capped to this
     leak_alarm: bool  # delta_loss > leak_threshold
 
 
@@ -178,7 +183,7 @@ def compute_fitness(
         bench_term = _term(d_bench, cand.benchmark - base.benchmark_mean, base.benchmark_std, base.n, config)
 
     parts: dict[str, float] = {}
-    judge_term, judge_kind = None, "missing"
+    judge_term, judge_kind, judge_cap = None, "missing", None
     if config.judge == "llm" and judge_score is not None:
         if not 0.0 <= judge_score <= 1.0:
             raise ValueError(f"judge score must lie in [0, 1], got {judge_score}")
@@ -187,6 +192,9 @@ def compute_fitness(
         parts = efficiency_judge(cand, base, config)
         if parts:
             judge_term, judge_kind = float(np.mean(list(parts.values()))), "efficiency"
+            quality = float(np.mean([t for t in (loss_term, bench_term) if t is not None]))
+            if judge_term > quality:
+                judge_term = judge_cap = quality
 
     terms = [t for t in (loss_term, bench_term, judge_term) if t is not None]
     return FitnessBreakdown(
@@ -198,5 +206,6 @@ def compute_fitness(
         delta_loss=d_loss,
         delta_bench=d_bench,
         judge_parts=parts,
+        judge_cap=judge_cap,
         leak_alarm=d_loss > config.leak_threshold,
     )

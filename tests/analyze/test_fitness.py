@@ -96,6 +96,24 @@ def test_efficiency_judge_rewards_fewer_flops_and_fewer_parameters():
     assert b.judge_term == pytest.approx((sig(2.5) + sig(-5.0)) / 2)
 
 
+def test_efficiency_is_capped_by_quality_so_a_mixer_that_mixes_nothing_cannot_win():
+    # the no-mixing floor at nano, as measured: loss a hair better than DeltaNet's, MQAR 0.06 against
+    # the baseline's 0.93, and a small fraction of its FLOPs and parameters
+    ref = BASE.model_copy(update={"val_loss_mean": 5.286, "val_loss_std": 0.028, "benchmark_mean": 0.926,
+                                  "benchmark_std": 0.088})
+    floor = run(val_loss=5.274, benchmark=0.062, flops=20_000.0, params=8_000)
+    baseline = run(val_loss=5.286, benchmark=0.926)
+    for formula in ("asi-arch", "seed-sigma"):
+        cfg = FitnessConfig(formula=formula)
+        f, b = compute_fitness(floor, ref, cfg), compute_fitness(baseline, ref, cfg)
+        assert f.judge_parts["flops"] > 0.99 and f.judge_parts["params"] > 0.99  # efficiency itself is high
+        assert f.judge_cap == pytest.approx((f.loss_term + f.bench_term) / 2) == f.judge_term
+        assert f.fitness < b.fitness
+    # a cheaper mixer that is as good as the baseline keeps its whole efficiency credit
+    cheap = compute_fitness(run(val_loss=3.95, benchmark=0.55, flops=90_000.0), BASE)
+    assert cheap.judge_cap is None and cheap.judge_term == pytest.approx(cheap.judge_parts["flops"] / 2 + 0.25)
+
+
 def test_wall_clock_throughput_is_not_scored():
     # the same architecture measured on a busy and on a quiet machine scores the same
     busy, quiet = compute_fitness(run(tokens_per_s=2_300.0), BASE), compute_fitness(run(tokens_per_s=10_700.0), BASE)
