@@ -28,7 +28,7 @@ from typing import Callable
 
 from archscout import quarantine
 from archscout.analyze.analyst import ArchSummary, analyze
-from archscout.analyze.fitness import BaselineRef, baseline_ref_from_runs, compute_fitness
+from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.evaluate.runner import merge_phases, run_phase, source_file
 from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
 from archscout.propose.llm.base import BudgetExhausted, LLMInvalid, Repeated
@@ -42,9 +42,6 @@ from archscout.study import StudyHandle
 
 Events = Callable[[dict], None]
 EXPLORE = "explore"
-# The judge's rubric is anchored at the baseline (5/10), so the baseline's own judge term is that
-# anchor by definition rather than a call.
-BASELINE_JUDGE = 0.5
 
 
 class BaselineFailed(RuntimeError):

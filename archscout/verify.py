@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from archscout.analyze.fitness import baseline_ref_from_runs, compute_fitness, delta_bench, delta_loss
+from archscout.analyze.fitness import BASELINE_JUDGE, baseline_ref_from_runs, compute_fitness, delta_bench, delta_loss
 from archscout.analyze.stats import HIGHER_IS_BETTER, compare, decide
 from archscout.config import Preset, get_preset
 from archscout.evaluate.runner import evaluate_source
@@ -126,8 +126,6 @@ class Verifier:
         None (recorded as missing) when the judge is not an LLM or its call failed."""
         if self.study.config.fitness.judge != "llm":
             return None
-        from archscout.loop import BASELINE_JUDGE
-
         if self.db.architecture(arch_id).origin == "baseline":
             return BASELINE_JUDGE
         rows = self.db.analyses_for(arch_id, "judge")

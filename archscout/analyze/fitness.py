@@ -37,6 +37,9 @@ from archscout.records import RunResult
 # A baseline benchmark accuracy below this is "zero": relative change would divide by ~0, so the
 # bench Δ becomes the absolute difference in accuracy instead.
 BENCH_ZERO = 1e-3
+# The judge's rubric is anchored at the baseline (5/10), so the baseline's own judge term is that
+# anchor by definition rather than a call. (Used by the loop and by verify.)
+BASELINE_JUDGE = 0.5
 
 
 class FitnessConfig(BaseModel):

@@ -54,7 +54,7 @@ def check(
     key_env: Optional[str] = typer.Option(None, "--key-env", help="environment variable holding the API key"),
 ) -> None:
     """Make one tiny structured call and report endpoint, model, structured-output mode, latency, tokens."""
-    from archscout.cli import console, fail
+    from archscout.ui import console, fail
     from archscout.propose.llm.client import LLMClient
 
     flags = {"provider": provider, "model": model, "base_url": base_url, "api_key_env": key_env}
