@@ -17,7 +17,7 @@ from archscout.cli_study import database_errors as _database_errors
 from archscout.cli_study import open_or_fail as _open
 from archscout.cognition.cli import cognition_app
 from archscout.config import ConfigError, get_preset
-from archscout.propose.llm.base import LLMError
+from archscout.agents.base import LLMError
 from archscout.records import RunResult
 from archscout.ui import console, err_console, fail
 
@@ -125,7 +125,7 @@ def run_cmd(
     team = None
     if handle.config.proposer == "llm":
         from archscout.cognition.index import CognitionError
-        from archscout.team import Team
+        from archscout.agents.team import Team
 
         try:
             team = Team(handle)
@@ -379,8 +379,8 @@ def _exit_for(result: RunResult) -> None:
         raise typer.Exit(1)
 
 
-from archscout.propose.import_cli import import_cmd  # noqa: E402
-from archscout.propose.llm.cli import llm_app  # noqa: E402
+from archscout.import_cli import import_cmd  # noqa: E402
+from archscout.llm_cli import llm_app  # noqa: E402
 from archscout.upgrade_cli import upgrade_cmd  # noqa: E402
 
 app.command("upgrade")(upgrade_cmd)

@@ -8,7 +8,7 @@ next `run` an unfinished experiment continues from its last committed state and 
 twice. Candidate code runs only in the sandboxed worker (through evaluate.runner). The baseline is
 evaluated first over several seeds: it is both the fitness reference and the noise floor.
 
-With LLM agents (`team`, see team.py) the stages stay the same; the agents answer inside them: a
+With LLM agents (`team`, see agents/team.py) the stages stay the same; the agents answer inside them: a
 probe failure goes back to the planner and a failed training run to the debugger within the stage
 (the experiment is revised to the new file, the old one keeps its failed run), the judge's score
 enters fitness and the Analyst's text joins the statistical one. An LLM budget reached stops the
@@ -31,7 +31,7 @@ from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.evaluate.runner import merge_phases, run_phase, source_file
 from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
-from archscout.propose.llm.base import BudgetExhausted, LLMInvalid, Repeated
+from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.mutate import OfflineProposer
 from archscout.propose.novelty import MotivationIndex, normalized_hash
 from archscout.records import RunResult

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from archscout.analyze.fitness import FitnessConfig
 from archscout.analyze.stats import VerificationRule
 from archscout.config import ConfigError, Preset, get_preset
-from archscout.propose.llm.base import LLMConfig
+from archscout.agents.base import LLMConfig
 from archscout.store.db import StudyDB, open_study_db
 from archscout.store.pool import PoolPolicy
 
@@ -65,7 +65,7 @@ class StudyConfig(BaseModel):
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
     budget: int = Field(5, ge=0)  # experiments to run in total (5 at tiny + verification is the ~30-minute demo)
-    proposer: Literal["offline", "llm"] = "offline"  # llm: the LLM agents (team.py), configured by `llm`
+    proposer: Literal["offline", "llm"] = "offline"  # llm: the LLM agents (agents/team.py), configured by `llm`
     llm: LLMConfig = Field(default_factory=LLMConfig)  # used only when proposer = "llm"
     cognition_dirs: list[str] = Field(default_factory=list)  # the user's own cognition entry folders
     device: str = "auto"

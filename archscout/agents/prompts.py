@@ -1,7 +1,7 @@
 """Rendering of the agents' prompt templates, and the text helpers they share.
 
 Every LLM agent (planner, novelty judge, diversifier, code reviewer, debugger, analyst, summarizer,
-rubric judge) has two Jinja2 files under `propose/prompts/`: `<agent>.system.j2` and
+rubric judge) has two Jinja2 files under `agents/prompts/`: `<agent>.system.j2` and
 `<agent>.user.j2`; shared text (the candidate contract) lives in `_*.j2` partials they include.
 Templates render with `StrictUndefined`, so a variable the caller forgot fails loudly instead of
 producing a prompt with a hole in it, and with autoescaping off, because the output is plain text

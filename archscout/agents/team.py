@@ -11,8 +11,8 @@ With `proposer = "llm"` the loop (loop.py) keeps its stages and asks this object
 
 Every call is recorded in the study's ledger with the experiment (and, once it exists, the
 architecture) it served, which makes `show ID --trace` a query. What is not here: the prompts and
-output models (propose/planner.py, code_review.py, evaluate/debug.py,
-analyze/judge.py, analyze/llm_analyst.py), the HTTP clients (propose/llm/) and the stages themselves.
+output models (planner.py, reviewer.py, debugger.py, judge.py, analyst.py beside this module), the
+HTTP clients (client.py and the providers) and the stages themselves.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from pydantic import BaseModel
 
 from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
-from archscout.analyze.judge import judge as judge_call
-from archscout.analyze.llm_analyst import analyze_with_cognition, render_analysis, summarize
-from archscout.evaluate.debug import debug_code
-from archscout.propose.code_review import review_code
-from archscout.propose.planner import LLMProposer, judge_novelty
+from archscout.agents.judge import judge as judge_call
+from archscout.agents.analyst import analyze_with_cognition, render_analysis, summarize
+from archscout.agents.debugger import debug_code
+from archscout.agents.reviewer import review_code
+from archscout.agents.planner import LLMProposer, judge_novelty
 from archscout.propose.base import Proposal, ProposalContext
-from archscout.propose.llm.base import LLMConfig, LLMError, Repeated
-from archscout.propose.llm.client import LLMClient
+from archscout.agents.base import LLMConfig, LLMError, Repeated
+from archscout.agents.client import LLMClient
 from archscout.records import RunResult
 
 # The log tail the debugger sees: enough for a traceback, not a whole training log.
