@@ -76,12 +76,20 @@ class Loop:
 
     def ensure_baseline(self) -> BaselineRef:
         """Evaluate the baseline over K seeds (only the missing ones) and seed the pool with it."""
-        path = baseline_path(self.cfg.baseline) if self.cfg.baseline in BASELINES else Path(self.cfg.baseline)
+        builtin = self.cfg.baseline in BASELINES
+        path = baseline_path(self.cfg.baseline) if builtin else Path(self.cfg.baseline)
         code = path.read_text()
-        self.baseline_id = self.db.add_architecture(
-            code, name=path.stem, origin="baseline", norm_hash=normalized_hash(code),
-            motivation=f"the study's baseline ({path.name})",
-        )
+        # A built-in baseline's text can change between archscout versions without changing the
+        # model (its helpers moved to space/layers.py, for one): a study made by an older version
+        # keeps the baseline it measured, so a resume does not train it again as a new architecture.
+        kept = [a for a in self.db.architectures_by_origin("baseline") if a.name == path.stem] if builtin else []
+        if kept:
+            self.baseline_id, code = kept[0].id, kept[0].code
+        else:
+            self.baseline_id = self.db.add_architecture(
+                code, name=path.stem, origin="baseline", norm_hash=normalized_hash(code),
+                motivation=f"the study's baseline ({path.name})",
+            )
         seeds = [self.cfg.explore_seed + i for i in range(self.cfg.baseline_seeds)]
         done = {r.seed for r in self.db.runs_for(self.baseline_id, EXPLORE, self.preset.name) if r.status == "ok"}
         for seed in seeds:
