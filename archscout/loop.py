@@ -38,10 +38,11 @@ from archscout.records import RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
 from archscout.store.rows import Architecture, Experiment
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 
 Events = Callable[[dict], None]
-EXPLORE = "explore"
+EXPLORE = Stage.EXPLORE
 
 
 class BaselineFailed(RuntimeError):
@@ -478,7 +479,8 @@ class Loop:
 
     def _motivation_index(self) -> MotivationIndex:
         if self.motivations is None:
-            self.motivations = MotivationIndex(backend=self.cfg.novelty.backend, threshold=self.cfg.novelty.threshold)
-            for arch in self.db.all_motivations():
-                self.motivations.add(*arch)
+            # every stored motivation embedded in one batch (a resumed study of thousands starts fast)
+            self.motivations = MotivationIndex.from_pairs(
+                self.db.all_motivations(), backend=self.cfg.novelty.backend, threshold=self.cfg.novelty.threshold,
+            )
         return self.motivations

@@ -34,10 +34,10 @@ from archscout.records import RunResult
 from archscout.store.db import StudyDB
 from archscout.store.pool import CLEARED, CONFIRMED, HELD, QUARANTINED, held_ids  # noqa: F401 - re-exported
 from archscout.store.schema import quarantine as table
-from archscout.store.schema import utcnow
+from archscout.store.schema import Stage, utcnow
 
-EXPLORE = "explore"
-RECHECK = "recheck"
+EXPLORE = Stage.EXPLORE
+RECHECK = Stage.RECHECK
 NOISE_SIGMAS = 20.0
 NOISE_MIN_DELTA = 0.05  # architectures legitimately differ by many seed deviations; 5 % is rare at any size
 # CPU seconds inflate on an oversubscribed machine (OpenMP threads spin while they wait): a `tiny`

@@ -193,7 +193,8 @@ def render_status(console: Console, data: dict) -> None:
     base = data["baseline"]
     for key, stats in base.items():
         if isinstance(stats, dict) and "mean" in stats:
-            head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})")
+            std = "n/a" if stats["std"] is None else f"{stats['std']:.4f}"  # one seed: no noise estimate
+            head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {std} (n={stats['n']})")
     if data.get("isolation"):
         iso = data["isolation"]
         runs = ", ".join(f"{k} {v}" for k, v in sorted(iso["runs"].items())) or "none yet"

@@ -20,10 +20,11 @@ from archscout.analyze.fitness import BASELINE_JUDGE, baseline_ref_from_runs, co
 from archscout.analyze.stats import HIGHER_IS_BETTER, compare, decide
 from archscout.config import Preset, get_preset
 from archscout.evaluate.runner import evaluate_source
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle, VerifyConfig
 
-VERIFY = "verify"
-EXPLORE = "explore"
+VERIFY = Stage.VERIFY
+EXPLORE = Stage.EXPLORE
 # verification seeds start here; exploration seeds (baseline 0..K-1, explore_seed) stay below it
 VERIFY_SEED_BASE = 1000
 Events = Callable[[dict], None]

@@ -15,6 +15,7 @@ formatting of retrieved cognition entries. This module knows nothing about the L
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -65,7 +66,7 @@ def strip_fence(code: str) -> str:
 
 
 def fmt_num(value: Any, digits: int = 4) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # NaN: one seed's std
         return "n/a"
     if isinstance(value, float):
         # throughputs and parameter counts read better without decimals
@@ -78,7 +79,7 @@ def vs_baseline(value: float | None, mean: float | None, std: float | None) -> s
     if value is None or mean is None:
         return ""
     delta = value - mean
-    sigma = f", {delta / std:+.1f}σ" if std else ""
+    sigma = f", {delta / std:+.1f}σ" if std and not math.isnan(std) else ""
     return f" ({delta:+.4f}{sigma} vs baseline)"
 
 

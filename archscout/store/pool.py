@@ -30,9 +30,10 @@ from sqlalchemy.engine import Connection
 from archscout.store.db import StudyDB
 from archscout.store.errors import StoreError
 from archscout.store.rows import PoolVersion
+from archscout.store.schema import Stage
 from archscout.store.schema import quarantine as _quarantine
 
-EXPLORE = "explore"
+EXPLORE = Stage.EXPLORE
 # primary-key lookups before the random policy falls back to COUNT + OFFSET
 _RANDOM_TRIES = 32
 # Quarantine states (quarantine.py decides them; they live here because sampling reads them and the
