@@ -17,6 +17,7 @@ HTTP clients (client.py and the providers) and the stages themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -70,6 +71,19 @@ class Team:
         self.proposer = LLMProposer(self.client, cognition=self.cognition, experience=self.experience,
                                     k=self.config.cognition_k)
 
+    # -- what the loop reads (team.ResearchTeam) ----------------------------------------------------
+
+    @property
+    def probe_attempts(self) -> int:
+        return self.config.probe_attempts
+
+    @property
+    def debug_attempts(self) -> int:
+        return self.config.debug_attempts
+
+    def cost(self, exp_id: int) -> float | None:
+        return self.db.ledger.experiment_cost(exp_id)
+
     def preflight(self) -> None:
         """One tiny call before any work: a missing key or dead endpoint stops `run` in one line."""
         self.client.call("check", system="ROLE: check\nReply with JSON only.", user='Reply {"ok": true}.',
@@ -95,12 +109,14 @@ class Team:
         return proposal, ""
 
     def novelty(self, exp_id: int, ctx: ProposalContext, proposal: Proposal,
-                similar: list[tuple[int, str]]) -> tuple[Proposal, str]:
-        """Judge against the most similar earlier motivations; diversify (bounded) on a repeat.
+                similar: Callable[[], list[tuple[int, str]]]) -> tuple[Proposal, str]:
+        """Judge against the most similar earlier motivations (`similar()`: [(id, motivation)]);
+        diversify (bounded) on a repeat.
 
         Returns the proposal to keep and a note; raises `Repeated` when every diversified idea is
         judged a repeat too.
         """
+        similar = similar()
         if not similar:
             return proposal, ""
         bound = self.bound(exp_id)
