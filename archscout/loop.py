@@ -66,7 +66,7 @@ class Loop:
         self.team: ResearchTeam = team if team is not None else OfflineTeam(proposer)
         self.proposer = self.team.proposer
         self.events = events or (lambda event: None)
-        self.policy = self.cfg.pool_policy()
+        self.policy = self.cfg.pool_policy(self.preset)
         self.baseline_id: int | None = None
         self.stopped_by = ""  # why run() stopped before the budget (an LLM budget), if it did
         self.ref: BaselineRef | None = None

@@ -23,11 +23,6 @@ from archscout.store.pool import PoolPolicy
 
 CONFIG_NAME = "study.toml"
 
-# Cold start and batching scaled to the preset, so a demo-length run at `tiny` shows pool updates;
-# `paper` keeps ASI-Arch's 200 / 50.
-POOL_SCALE = {"smoke": (2, 2), "tiny": (3, 2), "small": (20, 10), "paper": (200, 50)}
-
-
 class NoveltyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backend: Literal["auto", "minilm", "bm25"] = "auto"
@@ -89,11 +84,11 @@ class StudyConfig(BaseModel):
     def candidate_path_list(self, folder: Path) -> list[str]:
         return [str((Path(folder) / p).expanduser().resolve()) for p in self.candidate_paths]
 
-    def pool_policy(self) -> PoolPolicy:
+    def pool_policy(self, preset: Preset) -> PoolPolicy:
+        """The study's own [pool] settings, else the preset's scale (presets.toml)."""
         if self.pool is not None:
             return self.pool
-        cold, every = POOL_SCALE.get(self.preset, (200, 50))
-        return PoolPolicy(cold_start=cold, update_every=every)
+        return PoolPolicy(cold_start=preset.pool.cold_start, update_every=preset.pool.update_every)
 
 
 def _field_error(err: ValidationError, where: str) -> str:
