@@ -7,21 +7,21 @@ prints results. Errors the user can fix are printed as one line and exit non-zer
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
+from archscout.cli_study import database_errors as _database_errors
+from archscout.cli_study import open_or_fail as _open
 from archscout.cognition.cli import cognition_app
 from archscout.config import ConfigError, get_preset
-from archscout.propose.llm.base import LLMError
+from archscout.agents.base import LLMError
 from archscout.records import RunResult
+from archscout.ui import console, err_console, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Autonomous, statistically honest architecture discovery.")
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -30,15 +30,6 @@ def _root() -> None:
 
 
 app.add_typer(cognition_app, name="cognition")
-
-
-def fail(message: str, code: int = 2) -> None:
-    from rich.markup import escape
-
-    # one line, whatever a file name or a driver message holds
-    line = " ".join(str(message).split())
-    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @app.command("eval")
@@ -101,36 +92,6 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _open(study: Path, overrides: dict | None = None, create: bool = False, read: bool = False):
-    """`read`: a read command (status, show, report), which must find an archscout study at this
-    schema and never create or migrate one (checked read-only first, inputs.readable_study)."""
-    from sqlalchemy.exc import DBAPIError
-
-    from archscout.inputs import InputError, readable_study, study_folder
-    from archscout.store.errors import StoreError
-    from archscout.study import open_study
-
-    try:
-        readable_study(study) if read else study_folder(study)
-        return open_study(study, overrides, create=create)
-    except (ConfigError, StoreError, InputError) as err:
-        fail(str(err))
-    except DBAPIError as err:
-        fail(f"{study}: the study database cannot be read ({err.orig})")
-
-
-@contextmanager
-def _database_errors(study: Path):
-    """A database that passed the checks but breaks while being read (damaged past its first
-    pages) ends in one line too."""
-    from sqlalchemy.exc import DBAPIError
-
-    try:
-        yield
-    except DBAPIError as err:
-        fail(f"{study}: the study database cannot be read ({err.orig})")
-
-
 @app.command("run")
 def run_cmd(
     study: Path = typer.Option(Path("study"), "--study", help="study folder (created if missing)"),
@@ -167,7 +128,7 @@ def run_cmd(
     team = None
     if handle.config.proposer == "llm":
         from archscout.cognition.index import CognitionError
-        from archscout.team import Team
+        from archscout.agents.team import Team
 
         try:
             team = Team(handle)
@@ -421,8 +382,8 @@ def _exit_for(result: RunResult) -> None:
         raise typer.Exit(1)
 
 
-from archscout.propose.import_cli import import_cmd  # noqa: E402
-from archscout.propose.llm.cli import llm_app  # noqa: E402
+from archscout.import_cli import import_cmd  # noqa: E402
+from archscout.llm_cli import llm_app  # noqa: E402
 from archscout.upgrade_cli import upgrade_cmd  # noqa: E402
 
 app.command("upgrade")(upgrade_cmd)

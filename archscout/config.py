@@ -102,6 +102,14 @@ class LimitSpec(Strict):
     train_timeout_s: float = 900.0
 
 
+class PoolScale(Strict):
+    """When the pool is first re-ranked and how often after (store/pool.py's PoolPolicy), scaled to
+    the preset so that a demo-length run shows pool updates. Default: ASI-Arch's 200 / 50."""
+
+    cold_start: int = Field(200, ge=0)
+    update_every: int = Field(50, ge=1)
+
+
 class Preset(Strict):
     name: str
     description: str = ""
@@ -112,6 +120,7 @@ class Preset(Strict):
     probes: ProbeSpec = Field(default_factory=ProbeSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
     limits: LimitSpec = Field(default_factory=LimitSpec)
+    pool: PoolScale = Field(default_factory=PoolScale)
 
     @property
     def lm_task(self) -> TaskSpec | None:

@@ -8,7 +8,8 @@ next `run` an unfinished experiment continues from its last committed state and 
 twice. Candidate code runs only in the sandboxed worker (through evaluate.runner). The baseline is
 evaluated first over several seeds: it is both the fitness reference and the noise floor.
 
-With LLM agents (`team`, see team.py) the stages stay the same; the agents answer inside them: a
+Each stage asks the study's research team (team.py: the offline team, or the LLM agents of
+agents/team.py) the same questions, so the loop has one path. With LLM agents the agents answer: a
 probe failure goes back to the planner and a failed training run to the debugger within the stage
 (the experiment is revised to the new file, the old one keeps its failed run), the judge's score
 enters fitness and the Analyst's text joins the statistical one. An LLM budget reached stops the
@@ -28,23 +29,21 @@ from typing import Callable
 
 from archscout import quarantine
 from archscout.analyze.analyst import ArchSummary, analyze
-from archscout.analyze.fitness import BaselineRef, baseline_ref_from_runs, compute_fitness
+from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.evaluate.runner import merge_phases, run_phase, source_file
 from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
-from archscout.propose.llm.base import BudgetExhausted, LLMInvalid, Repeated
-from archscout.propose.mutate import OfflineProposer
+from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.novelty import MotivationIndex, normalized_hash
 from archscout.records import RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
 from archscout.store.rows import Architecture, Experiment
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
+from archscout.team import OfflineTeam, ResearchTeam
 
 Events = Callable[[dict], None]
-EXPLORE = "explore"
-# The judge's rubric is anchored at the baseline (5/10), so the baseline's own judge term is that
-# anchor by definition rather than a call.
-BASELINE_JUDGE = 0.5
+EXPLORE = Stage.EXPLORE
 
 
 class BaselineFailed(RuntimeError):
@@ -62,11 +61,12 @@ class Loop:
                  team=None):
         self.study, self.db, self.cfg, self.preset = study, study.db, study.config, study.preset
         self.exps = self.db.experiments
-        # team: the LLM agents (team.Team) when proposer = "llm"; None runs the offline loop
-        self.team = team
-        self.proposer = proposer or (team.proposer if team is not None else OfflineProposer())
+        # team: the LLM agents (agents.team.Team) when proposer = "llm", else the offline team; the
+        # stages below ask it the same questions either way (team.py)
+        self.team: ResearchTeam = team if team is not None else OfflineTeam(proposer)
+        self.proposer = self.team.proposer
         self.events = events or (lambda event: None)
-        self.policy = self.cfg.pool_policy()
+        self.policy = self.cfg.pool_policy(self.preset)
         self.baseline_id: int | None = None
         self.stopped_by = ""  # why run() stopped before the budget (an LLM budget), if it did
         self.ref: BaselineRef | None = None
@@ -79,12 +79,20 @@ class Loop:
 
     def ensure_baseline(self) -> BaselineRef:
         """Evaluate the baseline over K seeds (only the missing ones) and seed the pool with it."""
-        path = baseline_path(self.cfg.baseline) if self.cfg.baseline in BASELINES else Path(self.cfg.baseline)
+        builtin = self.cfg.baseline in BASELINES
+        path = baseline_path(self.cfg.baseline) if builtin else Path(self.cfg.baseline)
         code = path.read_text()
-        self.baseline_id = self.db.add_architecture(
-            code, name=path.stem, origin="baseline", norm_hash=normalized_hash(code),
-            motivation=f"the study's baseline ({path.name})",
-        )
+        # A built-in baseline's text can change between archscout versions without changing the
+        # model (its helpers moved to space/layers.py, for one): a study made by an older version
+        # keeps the baseline it measured, so a resume does not train it again as a new architecture.
+        kept = [a for a in self.db.architectures_by_origin("baseline") if a.name == path.stem] if builtin else []
+        if kept:
+            self.baseline_id, code = kept[0].id, kept[0].code
+        else:
+            self.baseline_id = self.db.add_architecture(
+                code, name=path.stem, origin="baseline", norm_hash=normalized_hash(code),
+                motivation=f"the study's baseline ({path.name})",
+            )
         seeds = [self.cfg.explore_seed + i for i in range(self.cfg.baseline_seeds)]
         done = {r.seed for r in self.db.runs_for(self.baseline_id, EXPLORE, self.preset.name) if r.status == "ok"}
         for seed in seeds:
@@ -164,11 +172,8 @@ class Loop:
         reason = "duplicate"
         for attempt in range(self.cfg.novelty.max_attempts):
             ctx.attempt = attempt
-            if self.team is not None:
-                proposal = self.team.propose(exp.id, ctx, rng)
-                proposal, note = self.team.review(exp.id, proposal)
-            else:
-                proposal, note = self.proposer.propose(ctx, rng), ""
+            proposal = self.team.propose(exp.id, ctx, rng)
+            proposal, note = self.team.review(exp.id, proposal)
             try:
                 ast.parse(proposal.code)
             except SyntaxError as err:
@@ -180,20 +185,23 @@ class Loop:
                 reason, ctx.feedback = "duplicate", f"same code as architecture #{twins[0].id} ({twins[0].name})"
                 continue
             index = self._motivation_index()
-            if self.team is not None:
-                similar = [(i, self.db.architecture(i).motivation) for i, _ in index.most_similar(proposal.motivation, 3)]
+
+            def similar(text: str = proposal.motivation) -> list[tuple[int, str]]:
+                hits = self._motivation_index().most_similar(text, 3)
+                return [(i, self.db.architecture(i).motivation) for i, _ in hits]
+
+            try:
+                proposal, diversified = self.team.novelty(exp.id, ctx, proposal, similar)
+            except Repeated as err:
+                reason, ctx.feedback = "repeated", f"judged a repeat of earlier work: {err}"
+                continue
+            if diversified:
+                note = "; ".join(filter(None, [note, diversified]))
                 try:
-                    proposal, diversified = self.team.novelty(exp.id, ctx, proposal, similar)
-                except Repeated as err:
-                    reason, ctx.feedback = "repeated", f"judged a repeat of earlier work: {err}"
+                    norm = normalized_hash(proposal.code)
+                except SyntaxError as err:
+                    reason, ctx.feedback = "invalid_code", f"syntax error at line {err.lineno}: {err.msg}"
                     continue
-                if diversified:
-                    note = "; ".join(filter(None, [note, diversified]))
-                    try:
-                        norm = normalized_hash(proposal.code)
-                    except SyntaxError as err:
-                        reason, ctx.feedback = "invalid_code", f"syntax error at line {err.lineno}: {err.msg}"
-                        continue
             near = index.is_near_duplicate(proposal.motivation)
             if near[0]:
                 note = "; ".join(filter(None, [note, f"near-duplicate motivation of #{near[1]} ({near[2]:.2f})"]))
@@ -211,8 +219,8 @@ class Loop:
         return arch_id
 
     def check(self, exp: Experiment) -> Experiment:
-        """Probe the candidate; with LLM agents a probe failure goes back to the planner (bounded)."""
-        replans = self.team.config.probe_attempts if self.team is not None else 0
+        """Probe the candidate; a probe failure goes back to the proposer (`team.probe_attempts` times)."""
+        replans = self.team.probe_attempts
         for attempt in range(replans + 1):
             arch = self.db.architecture(exp.architecture_id)
             probed = self._phase("probe", arch.code, self.cfg.explore_seed)
@@ -240,8 +248,8 @@ class Loop:
         raise AssertionError("unreachable")
 
     def evaluate(self, exp: Experiment) -> Experiment:
-        """Train the candidate; with LLM agents a failed run goes to the debugger (bounded, recorded)."""
-        attempts = self.team.config.debug_attempts if self.team is not None else 0
+        """Train the candidate; a failed run goes to the debugger (`team.debug_attempts` times, recorded)."""
+        attempts = self.team.debug_attempts
         for attempt in range(attempts + 1):
             arch = self.db.architecture(exp.architecture_id)
             # after a restart the probe result is gone from memory: probing again is cheap and exact
@@ -286,7 +294,7 @@ class Loop:
                                 {"val_loss": run.result.val_loss, "trust": run.result.trust}, conn=tx)
                 return self.exps.fail(exp.id, "quarantined", "; ".join(reasons)[:500], conn=tx)
         judge = numbers = None
-        if self.team is not None and self.cfg.fitness.judge == "llm":
+        if self.cfg.fitness.judge == "llm":
             arch = self.db.architecture(exp.architecture_id)
             # the rubric's 10/10 anchor: the best explored design so far, when it is not the baseline
             top = self.db.top_scores(EXPLORE, self.preset.name, 1)
@@ -313,12 +321,11 @@ class Loop:
         candidate = self._summary(arch.id)
         result = analyze(candidate, self.ref, parent, grandparent, siblings)
         llm = None
-        if self.team is not None:
-            try:
-                llm = self.team.analyze(exp.id, candidate, self.ref, parent, grandparent, siblings, result.numbers)
-            except LLMInvalid as err:
-                # the statistical analysis stands; the failed calls are in the ledger
-                self.events({"stage": "analyst", "note": f"LLM analysis failed: {err}"})
+        try:
+            llm = self.team.analyze(exp.id, candidate, self.ref, parent, grandparent, siblings, result.numbers)
+        except LLMInvalid as err:
+            # the statistical analysis stands; the failed calls are in the ledger
+            self.events({"stage": "analyst", "note": f"LLM analysis failed: {err}"})
         with self.db.transaction() as tx:
             self.db.add_analysis(arch.id, "statistical", result.text, result.numbers, conn=tx)
             if llm is not None:
@@ -329,8 +336,7 @@ class Loop:
         return exp
 
     def finish(self, exp: Experiment) -> Experiment:
-        cost = self.db.ledger.experiment_cost(exp.id) if self.team is not None else None
-        exp = self.exps.advance(exp.id, "done", cost_usd=cost)
+        exp = self.exps.advance(exp.id, "done", cost_usd=self.team.cost(exp.id))
         done = sum(self.exps.counts_by_state().get(s, 0) for s in ("done", "failed"))
         version = pool.maybe_update(self.db, self.policy, done, preset=self.preset.name)
         if version is not None:
@@ -353,7 +359,7 @@ class Loop:
         budget = self.cfg.budget if budget is None else budget
         deadline = time.monotonic() + hours * 3600 if hours else None
         try:
-            if self.team is not None and self.experiments_counted() < budget:
+            if self.experiments_counted() < budget:
                 self.team.preflight()
             self.ensure_baseline()
             self._run(budget, deadline)
@@ -473,7 +479,8 @@ class Loop:
 
     def _motivation_index(self) -> MotivationIndex:
         if self.motivations is None:
-            self.motivations = MotivationIndex(backend=self.cfg.novelty.backend, threshold=self.cfg.novelty.threshold)
-            for arch in self.db.all_motivations():
-                self.motivations.add(*arch)
+            # every stored motivation embedded in one batch (a resumed study of thousands starts fast)
+            self.motivations = MotivationIndex.from_pairs(
+                self.db.all_motivations(), backend=self.cfg.novelty.backend, threshold=self.cfg.novelty.threshold,
+            )
         return self.motivations

@@ -32,13 +32,12 @@ from sqlalchemy import select, update
 from archscout.analyze.fitness import BaselineRef, FitnessConfig, baseline_ref_from_runs, compute_fitness, delta_loss
 from archscout.records import RunResult
 from archscout.store.db import StudyDB
+from archscout.store.pool import CLEARED, CONFIRMED, HELD, QUARANTINED, held_ids  # noqa: F401 - re-exported
 from archscout.store.schema import quarantine as table
-from archscout.store.schema import utcnow
+from archscout.store.schema import Stage, utcnow
 
-EXPLORE = "explore"
-RECHECK = "recheck"
-QUARANTINED, CLEARED, CONFIRMED = "quarantined", "cleared", "confirmed"
-HELD = (QUARANTINED, CONFIRMED)  # states that keep an architecture out of the pool and verification
+EXPLORE = Stage.EXPLORE
+RECHECK = Stage.RECHECK
 NOISE_SIGMAS = 20.0
 NOISE_MIN_DELTA = 0.05  # architectures legitimately differ by many seed deviations; 5 % is rare at any size
 # CPU seconds inflate on an oversubscribed machine (OpenMP threads spin while they wait): a `tiny`
@@ -95,12 +94,6 @@ def entry(db: StudyDB, arch_id: int, preset: str | None = None, *, conn=None) ->
         stmt = stmt.where(table.c.preset == preset)
     row = db.fetch_one(stmt.order_by(table.c.id.desc()).limit(1), conn)
     return dict(row._mapping) if row is not None else None
-
-
-def held_ids(db: StudyDB, *, conn=None) -> set[int]:
-    """Architectures that must not be parents, references or verification targets."""
-    rows = db.fetch_all(select(table.c.architecture_id).where(table.c.state.in_(HELD)), conn)
-    return {r.architecture_id for r in rows}
 
 
 def entries(db: StudyDB, *, conn=None) -> list[dict[str, Any]]:

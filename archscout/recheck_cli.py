@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         from rich.live import Live
 
         from archscout import quarantine
-        from archscout.cli import _open, console, fail
-        from archscout.ui import RunView
+        from archscout.cli_study import open_or_fail as _open
+        from archscout.ui import RunView, console, fail
 
         handle = _open(study)
         try:

@@ -24,10 +24,11 @@ from typing import Any
 
 from archscout.analyze.agreement import external_agreement
 from archscout.analyze.stats import rank_fidelity, scaling_curve, shrinkage
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 from archscout.summary import baseline_noise
 
-EXPLORE, VERIFY = "explore", "verify"
+EXPLORE, VERIFY = Stage.EXPLORE, Stage.VERIFY
 
 
 def _write(folder: Path, name: str, rows: list[dict] | dict) -> Path:

@@ -17,16 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from archscout.analyze.fitness import FitnessConfig
 from archscout.analyze.stats import VerificationRule
 from archscout.config import ConfigError, Preset, get_preset
-from archscout.propose.llm.base import LLMConfig
+from archscout.agents.base import LLMConfig
 from archscout.store.db import StudyDB, open_study_db
 from archscout.store.pool import PoolPolicy
 
 CONFIG_NAME = "study.toml"
-
-# Cold start and batching scaled to the preset, so a demo-length run at `tiny` shows pool updates;
-# `paper` keeps ASI-Arch's 200 / 50.
-POOL_SCALE = {"smoke": (2, 2), "tiny": (3, 2), "small": (20, 10), "paper": (200, 50)}
-
 
 class NoveltyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -65,7 +60,7 @@ class StudyConfig(BaseModel):
     explore_seed: int = 0  # training seed of exploration runs (common random numbers with baseline seed 0)
     seed: int = 0  # seeds sampling and proposing
     budget: int = Field(5, ge=0)  # experiments to run in total (5 at tiny + verification is the ~30-minute demo)
-    proposer: Literal["offline", "llm"] = "offline"  # llm: the LLM agents (team.py), configured by `llm`
+    proposer: Literal["offline", "llm"] = "offline"  # llm: the LLM agents (agents/team.py), configured by `llm`
     llm: LLMConfig = Field(default_factory=LLMConfig)  # used only when proposer = "llm"
     cognition_dirs: list[str] = Field(default_factory=list)  # the user's own cognition entry folders
     device: str = "auto"
@@ -99,11 +94,11 @@ class StudyConfig(BaseModel):
     def candidate_path_list(self, folder: Path) -> list[str]:
         return [str((Path(folder) / p).expanduser().resolve()) for p in self.candidate_paths]
 
-    def pool_policy(self) -> PoolPolicy:
+    def pool_policy(self, preset: Preset) -> PoolPolicy:
+        """The study's own [pool] settings, else the preset's scale (presets.toml)."""
         if self.pool is not None:
             return self.pool
-        cold, every = POOL_SCALE.get(self.preset, (200, 50))
-        return PoolPolicy(cold_start=cold, update_every=every)
+        return PoolPolicy(cold_start=preset.pool.cold_start, update_every=preset.pool.update_every)
 
 
 def _field_error(err: ValidationError, where: str) -> str:

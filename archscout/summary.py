@@ -7,19 +7,20 @@ Each function reads the database and returns JSON-serialisable dicts; rendering 
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
+from archscout.analyze.seedstats import seed_stats
 from archscout.isolation import summary as isolation_summary
 from archscout import quarantine
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 
-EXPLORE = "explore"
+EXPLORE = Stage.EXPLORE
 
 
 def baseline_noise(study: StudyHandle) -> dict[str, Any]:
     """Mean and std of every metric over the baseline's seeds: the study's noise floor."""
-    import numpy as np
-
     base = next((a for a in _baselines(study)), None)
     if base is None:
         return {}
@@ -37,8 +38,9 @@ def baseline_noise(study: StudyHandle) -> dict[str, Any]:
     out: dict[str, Any] = {"architecture_id": base.id, "name": base.name, "seeds": sorted(r.seed for r in runs)}
     for key, values in metrics.items():
         if values:
-            arr = np.asarray(values, dtype=float)
-            out[key] = {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "n": len(arr)}
+            mean, std, n = seed_stats(values)
+            # JSON has no NaN: one seed's unknown std is written as null
+            out[key] = {"mean": mean, "std": None if math.isnan(std) else std, "n": n}
     return out
 
 

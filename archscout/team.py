@@ -1,167 +1,104 @@
-"""The LLM research team as the loop sees it: the agents behind the loop's existing stages.
+"""The research team as the loop sees it: one small protocol, and the offline team that implements it.
 
-With `proposer = "llm"` the loop (loop.py) keeps its stages and asks this object at fixed points:
+The loop (loop.py) asks its team at fixed points of each stage and never asks which team it has:
 
-    propose   planner writes the file; reviewer checks it; novelty judge + diversifier on a repeat
-    check     a probe failure goes back to the planner with the probe's reason (bounded)
-    evaluate  a failed training run goes to the debugger with its log tail (bounded, each recorded)
-    score     the rubric judge's normalised score is the fitness's judge term (missing if it fails)
-    analyze   the Analyst's five sections, the cognition its shortcomings retrieve, the Summarizer's
-              experience digest (computed once per architecture, read by later planner calls)
+    propose   `propose` writes a file, `review` may fix it, `novelty` may diversify a repeat
+    check     a probe failure goes back to `propose`, at most `probe_attempts` times
+    evaluate  a failed training run goes to `debug`, at most `debug_attempts` times
+    score     `judge`: the fitness's judge term when the study's judge is "llm"
+    analyze   `analyze`: text added to the statistical analysis (which every study gets)
+    finish    `cost`: what the experiment's calls cost
 
-Every call is recorded in the study's ledger with the experiment (and, once it exists, the
-architecture) it served, which makes `show ID --trace` a query. What is not here: the prompts and
-output models (propose/planner.py, code_review.py, evaluate/debug.py,
-analyze/judge.py, analyze/llm_analyst.py), the HTTP clients (propose/llm/) and the stages themselves.
+`OfflineTeam` is the genome proposer (propose/mutate.py) with a reviewer that passes the file
+through, no novelty judge, no re-planning or debugging, no LLM judge (the efficiency judge in
+analyze/fitness.py scores) and no text beyond the statistical analyst's. The LLM team
+(`agents.team.Team`) implements the same methods with the agents; this module does not import it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
-from archscout.analyze.judge import judge as judge_call
-from archscout.analyze.llm_analyst import analyze_with_cognition, render_analysis, summarize
-from archscout.evaluate.debug import debug_code
-from archscout.propose.code_review import review_code
-from archscout.propose.planner import LLMProposer, judge_novelty
-from archscout.propose.base import Proposal, ProposalContext
-from archscout.propose.llm.base import LLMConfig, LLMError, Repeated
-from archscout.propose.llm.client import LLMClient
+from archscout.propose.base import Proposal, ProposalContext, Proposer
+from archscout.propose.mutate import OfflineProposer
 from archscout.records import RunResult
 
-# The log tail the debugger sees: enough for a traceback, not a whole training log.
-LOG_TAIL_CHARS = 4000
+# the earlier architectures whose motivations are most like a proposal's: [(id, motivation)]
+Similar = Callable[[], list[tuple[int, str]]]
 
 
-class BoundClient:
-    """An LLMClient whose calls are filed under one experiment (and architecture) in the ledger."""
-
-    def __init__(self, client: LLMClient, experiment_id: int | None, architecture_id: int | None = None):
-        self.client, self.experiment_id, self.architecture_id = client, experiment_id, architecture_id
-
-    def call(self, agent: str, **kwargs: Any) -> BaseModel:
-        # agents pass their own ids as None when they know none; the bound ones fill the gap
-        if kwargs.get("experiment_id") is None:
-            kwargs["experiment_id"] = self.experiment_id
-        if kwargs.get("architecture_id") is None:
-            kwargs["architecture_id"] = self.architecture_id
-        return self.client.call(agent, **kwargs)
-
-
-class _Ping(BaseModel):
-    ok: bool
-
-
-class Team:
-    """The agents of one study, sharing one client (one ledger, one budget)."""
-
-    def __init__(self, study, client: LLMClient | None = None, cognition=None):
-        from archscout.cognition.index import CognitionBase
-
-        self.db = study.db
-        self.config: LLMConfig = study.config.llm
-        self.client = client or LLMClient(self.config, ledger=study.db.ledger)
-        extra = [study.folder / d for d in study.config.cognition_dirs]
-        self.cognition = cognition if cognition is not None else CognitionBase.load(extra)
-        self.proposer = LLMProposer(self.client, cognition=self.cognition, experience=self.experience,
-                                    k=self.config.cognition_k)
+class ResearchTeam(Protocol):
+    proposer: Proposer
+    probe_attempts: int  # re-plans after a probe failure
+    debug_attempts: int  # debugger rounds after a failed training run
 
     def preflight(self) -> None:
-        """One tiny call before any work: a missing key or dead endpoint stops `run` in one line."""
-        self.client.call("check", system="ROLE: check\nReply with JSON only.", user='Reply {"ok": true}.',
-                         schema=_Ping)
+        """Before any work: fail fast when the team cannot work at all (an LLM endpoint down)."""
 
-    def bound(self, experiment_id: int | None, architecture_id: int | None = None) -> BoundClient:
-        return BoundClient(self.client, experiment_id, architecture_id)
-
-    # -- propose ----------------------------------------------------------------------------------
-
-    def propose(self, exp_id: int, ctx: ProposalContext, rng) -> Proposal:
-        self.proposer.experiment_id = exp_id
-        return self.proposer.propose(ctx, rng)
+    def propose(self, exp_id: int, ctx: ProposalContext, rng: random.Random) -> Proposal: ...
 
     def review(self, exp_id: int, proposal: Proposal) -> tuple[Proposal, str]:
-        """The reviewer's fixed file replaces the proposal's; returns (proposal, note for the log)."""
-        if not self.config.review:
-            return proposal, ""
-        verdict = review_code(self.bound(exp_id), proposal)
-        if verdict.fixed_code and verdict.fixed_code.strip() != proposal.code.strip():
-            proposal = proposal.model_copy(update={"code": verdict.fixed_code})
-            return proposal, "reviewer fixed: " + "; ".join(verdict.issues)[:300]
-        return proposal, ""
+        """(the proposal to keep, a note for the experiment's log)."""
 
     def novelty(self, exp_id: int, ctx: ProposalContext, proposal: Proposal,
-                similar: list[tuple[int, str]]) -> tuple[Proposal, str]:
-        """Judge against the most similar earlier motivations; diversify (bounded) on a repeat.
-
-        Returns the proposal to keep and a note; raises `Repeated` when every diversified idea is
-        judged a repeat too.
-        """
-        if not similar:
-            return proposal, ""
-        bound = self.bound(exp_id)
-        self.proposer.experiment_id = exp_id
-        verdict = judge_novelty(bound, proposal.motivation, similar)
-        tries = 0
-        while verdict.repeated:
-            if tries >= self.config.diversify_attempts:
-                raise Repeated(verdict.reason)
-            tries += 1
-            proposal = self.proposer.diversify(ctx, proposal, verdict.reason)
-            verdict = judge_novelty(bound, proposal.motivation, similar)
-        return proposal, f"diversified {tries}x" if tries else ""
-
-    # -- evaluate ---------------------------------------------------------------------------------
+                similar: Similar) -> tuple[Proposal, str]:
+        """(the proposal to keep, a note); raises `agents.base.Repeated` to reject it."""
 
     def debug(self, exp_id: int, arch_id: int, code: str, result: RunResult, attempt: int) -> tuple[str, str]:
-        """The debugger's (fixed code, diagnosis) for a failed training run."""
-        failure = result.failure
-        log_tail = (failure.log_tail or failure.message or "")[-LOG_TAIL_CHARS:]
-        out = debug_code(self.bound(exp_id, arch_id), code, failure.kind.value, log_tail, attempt)
-        return out.code, out.diagnosis
-
-    # -- score ------------------------------------------------------------------------------------
+        """(fixed code, diagnosis) for a failed training run."""
 
     def judge(self, exp_id: int, arch_id: int, code: str, result: RunResult, ref: BaselineRef,
-              reference_code: str | None) -> tuple[float | None, dict[str, Any]]:
-        """(normalised score, stored numbers); a failed judge call gives (None, {"error": ...})."""
-        results = {"val_loss": result.val_loss, "benchmark": result.benchmark, "params": result.params,
-                   "tokens_per_s": result.tokens_per_s}
-        try:
-            out = judge_call(self.bound(exp_id, arch_id), code, results, ref, reference_code=reference_code)
-        except LLMError as err:
-            return None, {"error": str(err)}
-        return out.normalized(), {"normalized": out.normalized(), **out.model_dump(mode="json")}
-
-    # -- analyze ----------------------------------------------------------------------------------
+              reference_code: str | None) -> tuple[float | None, dict[str, Any] | None]:
+        """(normalised judge score or None, numbers to store or None for nothing to store)."""
 
     def analyze(self, exp_id: int, candidate: ArchSummary, ref: BaselineRef, parent: ArchSummary | None,
                 grandparent: ArchSummary | None, siblings: list[ArchSummary],
-                numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
-        """(analysis text, numbers to store incl. cognition ids, experience digest)."""
-        bound = self.bound(exp_id, candidate.id)
-        arch = self.db.architecture(candidate.id)
-        out, hits = analyze_with_cognition(
-            bound, self.cognition, k=self.config.cognition_k, candidate=candidate, baseline_ref=ref,
-            parent=parent, grandparent=grandparent, siblings=siblings, numbers=numbers,
-            motivation=arch.motivation if arch else "",
-        )
-        stored = {
-            "sections": out.model_dump(mode="json"),
-            "shortcomings": out.shortcomings,
-            "cognition": [h.entry.id for h in hits],
-            "cognition_titles": [h.entry.title for h in hits],
-        }
-        text = render_analysis(out, hits)
-        experience = summarize(bound, text, hits)
-        return text, stored, experience
+                numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+        """(analysis text, numbers, experience digest), or None for no analysis beyond the statistical one."""
 
-    def experience(self, arch_id: int) -> str:
-        """The Summarizer's digest of an architecture, computed once at its analysis and cached."""
-        rows = self.db.analyses_for(arch_id, "experience")
-        return rows[-1].text if rows else ""
+    def cost(self, exp_id: int) -> float | None:
+        """What the experiment's calls cost in dollars; None when nothing was called."""
 
+
+class OfflineTeam:
+    """The team without a language model: the genome proposer; every other member passes."""
+
+    probe_attempts = 0
+    debug_attempts = 0
+
+    def __init__(self, proposer: Proposer | None = None):
+        self.proposer = proposer or OfflineProposer()
+
+    def preflight(self) -> None:
+        return None
+
+    def propose(self, exp_id: int, ctx: ProposalContext, rng: random.Random) -> Proposal:
+        return self.proposer.propose(ctx, rng)
+
+    def review(self, exp_id: int, proposal: Proposal) -> tuple[Proposal, str]:
+        return proposal, ""
+
+    def novelty(self, exp_id: int, ctx: ProposalContext, proposal: Proposal,
+                similar: Similar) -> tuple[Proposal, str]:
+        # only exact code duplicates are rejected offline (by the loop); `similar` is never computed
+        return proposal, ""
+
+    def debug(self, exp_id: int, arch_id: int, code: str, result: RunResult, attempt: int) -> tuple[str, str]:
+        raise AssertionError("the offline team has no debugger (debug_attempts = 0)")
+
+    def judge(self, exp_id: int, arch_id: int, code: str, result: RunResult, ref: BaselineRef,
+              reference_code: str | None) -> tuple[float | None, dict[str, Any] | None]:
+        # an "llm" judge term without an LLM is missing, and nothing is stored for it
+        return None, None
+
+    def analyze(self, exp_id: int, candidate: ArchSummary, ref: BaselineRef, parent: ArchSummary | None,
+                grandparent: ArchSummary | None, siblings: list[ArchSummary],
+                numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+        return None
+
+    def cost(self, exp_id: int) -> float | None:
+        return None

@@ -1,6 +1,9 @@
-"""Rich rendering shared by the CLI commands: the evaluation progress bar and the result table.
+"""Rich rendering shared by the CLI commands: the consoles, the one-line error exit (`fail`), the
+evaluation progress bar and the result table.
 
-Presentation only: no evaluation or storage logic.
+Presentation only: no evaluation or storage logic. The sub-command modules (cognition, llm, import,
+recheck, upgrade) import `console` and `fail` from here, not from cli.py, so that cli.py can
+register them without an import cycle.
 """
 
 from __future__ import annotations
@@ -13,9 +16,23 @@ from rich.rule import Rule
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+import typer
 
 from archscout.config import Preset
 from archscout.records import RunResult
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print `message` as one red line on stderr and exit with `code` (2: bad input, nothing written)."""
+    from rich.markup import escape
+
+    # one line, whatever a file name or a driver message holds
+    line = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @contextmanager
@@ -176,7 +193,8 @@ def render_status(console: Console, data: dict) -> None:
     base = data["baseline"]
     for key, stats in base.items():
         if isinstance(stats, dict) and "mean" in stats:
-            head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})")
+            std = "n/a" if stats["std"] is None else f"{stats['std']:.4f}"  # one seed: no noise estimate
+            head.add_row(f"baseline {key}", f"{stats['mean']:.4f} ± {std} (n={stats['n']})")
     if data.get("isolation"):
         iso = data["isolation"]
         runs = ", ".join(f"{k} {v}" for k, v in sorted(iso["runs"].items())) or "none yet"

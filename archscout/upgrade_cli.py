@@ -18,7 +18,7 @@ from archscout.store.errors import StoreError
 
 def upgrade_cmd(study: Path = typer.Option(Path("study"), "--study", help="study folder")) -> None:
     """Upgrade a study's database to this archscout's schema (read commands never migrate)."""
-    from archscout.cli import console, fail
+    from archscout.ui import console, fail
     from archscout.store.db import open_study_db
     from archscout.store.migrations import LATEST_VERSION
     from archscout.study import load_config

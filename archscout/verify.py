@@ -16,14 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from archscout.analyze.fitness import baseline_ref_from_runs, compute_fitness, delta_bench, delta_loss
+from archscout.analyze.fitness import BASELINE_JUDGE, baseline_ref_from_runs, compute_fitness, delta_bench, delta_loss
 from archscout.analyze.stats import HIGHER_IS_BETTER, compare, decide
 from archscout.config import Preset, get_preset
 from archscout.evaluate.runner import evaluate_source
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle, VerifyConfig
 
-VERIFY = "verify"
-EXPLORE = "explore"
+VERIFY = Stage.VERIFY
+EXPLORE = Stage.EXPLORE
 # verification seeds start here; exploration seeds (baseline 0..K-1, explore_seed) stay below it
 VERIFY_SEED_BASE = 1000
 Events = Callable[[dict], None]
@@ -126,8 +127,6 @@ class Verifier:
         None (recorded as missing) when the judge is not an LLM or its call failed."""
         if self.study.config.fitness.judge != "llm":
             return None
-        from archscout.loop import BASELINE_JUDGE
-
         if self.db.architecture(arch_id).origin == "baseline":
             return BASELINE_JUDGE
         rows = self.db.analyses_for(arch_id, "judge")

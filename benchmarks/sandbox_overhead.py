@@ -49,7 +49,7 @@ def main() -> None:
         with scratch_dir() as scratch:
             def sandboxed():
                 outcome = run_sandboxed(COMMAND, scratch=scratch, limits=limits, timeout_s=60,
-                                        isolation=mode)
+                                        isolation=mode)  # noqa: B023 - timed within this iteration
                 assert outcome.ok, outcome.stderr
             rows.append((f"sandboxed ({mode})", median_ms(sandboxed, args.repeats)))
 

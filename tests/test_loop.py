@@ -141,3 +141,32 @@ def test_sigkill_at_any_point_then_run_again_resumes_without_loss_or_duplicates(
     # one explore run per done experiment plus the baseline's seeds: nothing counted twice
     done = summary["counts"].get("done", 0)
     assert done >= 1
+
+
+@pytest.mark.timeout(600)
+def test_resume_keeps_the_measured_builtin_baseline_when_its_text_changed(tmp_path):
+    """A study made by an older archscout stored the built-in baseline's text of that version (its
+    helpers were once copied into the file). The model is the same, so a resume must reuse that
+    architecture and its runs, not store and train the new text as a second baseline."""
+    from sqlalchemy import update
+
+    from archscout.records import code_hash
+    from archscout.store import schema as s
+
+    handle = open_study(tmp_path / "s", TEST_CONFIG, create=True)
+    try:
+        loop = Loop(handle)
+        first = loop.ensure_baseline()
+        old_id = loop.baseline_id
+        older = handle.db.architecture(old_id).code + "\n# the text an older archscout shipped\n"
+        with handle.db.transaction() as conn:
+            conn.execute(update(s.architectures).where(s.architectures.c.id == old_id)
+                         .values(code=older, code_hash=code_hash(older)))
+        runs = len(handle.db.runs_for(old_id))
+        again = Loop(handle)
+        assert again.ensure_baseline() == first
+        assert again.baseline_id == old_id
+        assert [a.id for a in handle.db.architectures_by_origin("baseline")] == [old_id]
+        assert len(handle.db.runs_for(old_id)) == runs
+    finally:
+        handle.close()

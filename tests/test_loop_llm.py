@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archscout.cli import app
-from archscout.propose.llm.scripted import ScriptedServer, prompt_text
+from archscout.agents.scripted import ScriptedServer, prompt_text
 from archscout.propose.novelty import normalized_hash
 from archscout.space import baseline_path
 from archscout.study import open_study

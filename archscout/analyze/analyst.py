@@ -10,6 +10,7 @@ passes plain summaries in.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from pydantic import BaseModel
@@ -52,7 +53,7 @@ def design_change(candidate: ArchSummary, other: ArchSummary) -> str:
 
 
 def _z(delta: float | None, std: float | None) -> float | None:
-    if delta is None or not std:
+    if delta is None or not std or math.isnan(std):  # one baseline seed: no noise estimate
         return None
     return delta / std
 

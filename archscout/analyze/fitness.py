@@ -36,11 +36,15 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from archscout.analyze.seedstats import seed_stats
 from archscout.records import RunResult
 
 # A baseline benchmark accuracy below this is "zero": relative change would divide by ~0, so the
 # bench Δ becomes the absolute difference in accuracy instead.
 BENCH_ZERO = 1e-3
+# The judge's rubric is anchored at the baseline (5/10), so the baseline's own judge term is that
+# anchor by definition rather than a call. (Used by the loop and by verify.)
+BASELINE_JUDGE = 0.5
 
 
 class FitnessConfig(BaseModel):
@@ -54,7 +58,8 @@ class FitnessConfig(BaseModel):
 
 
 class BaselineRef(BaseModel):
-    """Means and standard deviations (ddof=1; 0 for one run) of the baseline over its seeds."""
+    """Means and standard deviations of the baseline over its seeds (`stats.seed_stats`: ddof=1, NaN
+    for one run, which the fitness terms and the quarantine rules treat as "no noise measured")."""
 
     n: int  # successful baseline runs the statistics come from
     val_loss_mean: float
@@ -94,9 +99,8 @@ def sigmoid_term(delta: float, config: FitnessConfig) -> float:
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
-    arr = np.asarray(values, dtype=np.float64)
-    std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-    return float(arr.mean()), std
+    mean, std, _ = seed_stats(values)
+    return mean, std
 
 
 def baseline_ref_from_runs(runs: list[RunResult]) -> BaselineRef:

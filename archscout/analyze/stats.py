@@ -4,7 +4,7 @@ A discovery counts only when a candidate, re-evaluated over seeds, beats the bas
 distribution on the primary metric after Benjamini-Hochberg correction over every architecture the
 study has verified, and is not significantly worse on the secondary metric. This module covers:
 
-- `noise_floor`: mean / std / n of the baseline's metrics over its seeds;
+- `noise_floor`: mean / std / n (`seedstats.seed_stats`) of each of the baseline's metrics over its seeds;
 - `compare` / `compare_many`: Welch t-test of candidate vs baseline in the metric's good direction;
 - `benjamini_hochberg` and `decide`: the FDR-controlled verdict under a `VerificationRule`;
 - `shrinkage`, `rank_fidelity`, `scaling_curve`: how exploration (single runs) relates to verification.
@@ -25,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
+
+from archscout.analyze.seedstats import seed_stats
 
 # The direction of each metric the loop records; callers look it up instead of repeating it.
 HIGHER_IS_BETTER = {"val_loss": False, "benchmark": True}
@@ -47,7 +49,7 @@ def _finite(values: Sequence[float], what: str) -> np.ndarray:
 
 
 def _std(arr: np.ndarray) -> float:
-    return float(arr.std(ddof=1)) if arr.size > 1 else math.nan
+    return seed_stats(arr).std
 
 
 class MetricNoise(_Model):
@@ -68,7 +70,8 @@ def noise_floor(values_by_metric: Mapping[str, Sequence[float]]) -> NoiseFloor:
         if len(values) == 0:
             continue
         arr = _finite(values, name)
-        out[name] = MetricNoise(mean=float(arr.mean()), std=_std(arr), n=arr.size, values=arr.tolist())
+        mean, std, n = seed_stats(arr)
+        out[name] = MetricNoise(mean=mean, std=std, n=n, values=arr.tolist())
     return NoiseFloor(metrics=out)
 
 

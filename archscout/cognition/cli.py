@@ -28,8 +28,7 @@ _DIR_HELP = "extra folder of your own entry .json files (repeatable)"
 
 
 def _fail(message: str) -> None:
-    # imported here because archscout.cli imports this module to register it
-    from archscout.cli import fail
+    from archscout.ui import fail
 
     fail(message)
 

@@ -212,7 +212,7 @@ def stage_readable(path: Path, scratch: Path, withhold: Sequence[Path] = ()) -> 
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    for folder, dirs, files in os.walk(scratch / "ro"):
+    for folder, _dirs, files in os.walk(scratch / "ro"):
         os.chmod(folder, 0o755)
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)

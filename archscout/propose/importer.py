@@ -24,20 +24,27 @@ import ast
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from archscout.propose.novelty import normalized_hash
 from archscout.records import code_hash
 from archscout.store.external import add_external, external_by_key, externals, set_external_data, set_parent
-from archscout.study import StudyHandle
+from archscout.store.db import StudyDB
 
 SOURCE = "asi-arch"
 LABEL = (
     "published by ASI-Arch (GAIR-NLP/ASI-Arch, data/106.json): their training-loss curve, benchmark "
     "scores, parameter count and fitness score; not measured by archscout"
 )
+
+
+class HasDB(Protocol):
+    """What the import needs of an open study (`study.StudyHandle` is one): its database. A protocol,
+    so that proposals do not import the study layer above them."""
+
+    db: StudyDB
 
 
 class ImportInputError(Exception):
@@ -177,7 +184,7 @@ def read_files(paths: list[Path]) -> tuple[list[Entry], list[tuple[str, str]]]:
     return entries, rejected
 
 
-def import_entries(study: StudyHandle, entries: list[Entry], source: str | None = SOURCE) -> ImportReport:
+def import_entries(study: HasDB, entries: list[Entry], source: str | None = SOURCE) -> ImportReport:
     """Store each entry with a queued experiment; returns what was imported, present, rejected."""
     db = study.db
     report = ImportReport()
@@ -237,7 +244,7 @@ def parse_tree(path: Path) -> dict[str, dict[str, Any]]:
     return {str(n["index"]): n for n in nodes}
 
 
-def attach_tree(study: StudyHandle, tree: dict[str, dict[str, Any]], source: str = SOURCE) -> int:
+def attach_tree(study: HasDB, tree: dict[str, dict[str, Any]], source: str = SOURCE) -> int:
     """Store each imported architecture's ancestry in the tree; returns how many were found in it."""
     found = 0
     for ext in externals(study.db, source):

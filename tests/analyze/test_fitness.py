@@ -9,6 +9,7 @@ from archscout.analyze.fitness import (
     compute_fitness,
     sigmoid_term,
 )
+from archscout.analyze.stats import noise_floor
 from archscout.records import FailureKind, ProbeReport, RunResult, failed_result
 
 BASE = BaselineRef(n=3, val_loss_mean=4.0, val_loss_std=0.01, benchmark_mean=0.5, benchmark_std=0.02,
@@ -137,7 +138,7 @@ def test_seed_sigma_formula_measures_deltas_in_baseline_seed_sd():
 
 
 def test_seed_sigma_without_a_baseline_sd_falls_back_to_the_relative_delta():
-    one_seed = BASE.model_copy(update={"n": 1, "val_loss_std": 0.0})
+    one_seed = BASE.model_copy(update={"n": 1, "val_loss_std": math.nan})
     b = compute_fitness(run(val_loss=3.8), one_seed, FitnessConfig(formula="seed-sigma"))
     assert b.loss_term == pytest.approx(sig(2.5))
 
@@ -182,9 +183,11 @@ def test_baseline_ref_from_runs_uses_sample_std_and_skips_failures():
     assert ref.params_mean == 40_000 and ref.params_std == 0.0
 
 
-def test_baseline_ref_from_one_run_has_zero_std_and_no_benchmark():
+def test_baseline_ref_from_one_run_has_unknown_std_and_no_benchmark():
     ref = baseline_ref_from_runs([run(benchmark=None)])
-    assert ref.n == 1 and ref.val_loss_std == 0.0
+    # the one rule for n = 1 (seedstats.seed_stats), as in the noise floor: one seed measures no noise
+    assert ref.n == 1 and math.isnan(ref.val_loss_std)
+    assert math.isnan(noise_floor({"val_loss": [ref.val_loss_mean]}).metrics["val_loss"].std)
     assert ref.benchmark_mean is None and ref.benchmark_std is None
 
 

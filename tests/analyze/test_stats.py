@@ -197,7 +197,9 @@ def test_shrinkage_on_a_hand_computed_fixture():
     assert r.mean_shrinkage == pytest.approx(0.03)
     assert (r.winners, r.winners_kept, r.kept_fraction) == (2, 2, 1.0)
     assert (r.slope, r.intercept) == pytest.approx((0.5, -0.01))
-    mk = lambda d: Verdict(discovery=d, q_value=0.0, p_value=0.0, effect=0.0, worse_on_secondary=False, reason="")
+    def mk(d):
+        return Verdict(discovery=d, q_value=0.0, p_value=0.0, effect=0.0, worse_on_secondary=False, reason="")
+
     r = shrinkage(explore, verify, verdicts={1: mk(True), 2: mk(False)})
     assert (r.winners_kept, r.kept_fraction) == (1, 0.5)
 

@@ -230,7 +230,9 @@ def test_slow_forward_is_flagged_without_waiting_for_the_long_run(monkeypatch):
     complexity = by_name(reports)["complexity"]
     assert not complexity.passed
     assert "would exceed" in complexity.reason
-    assert complexity.seconds < 0.5
+    # flagged from the short forward alone: the 4L forward never ran (no long timing recorded)
+    assert "short_wall_ms" in complexity.details and "long_wall_ms" not in complexity.details
+    assert "long_ms" not in complexity.details
     assert first_fatal(reports)[0] is FailureKind.quadratic
 
 
@@ -395,10 +397,7 @@ def test_every_baseline_passes_all_fatal_probes(path):
     spec = ProbeSpec()
     reports = run_probes(load_mixer_class(path), spec)
     assert first_fatal(reports) is None, [r for r in reports if not r.passed]
-    # the budget is well under 10 s on an idle machine (~1 s measured, plus a few seconds for the
-    # torch._dynamo import of the first FLOP count in a process); the bound leaves room for a
-    # loaded one and still catches an order-of-magnitude regression
-    assert sum(r.seconds for r in reports) < 20.0
+    # the probes' time per baseline (~1 s idle) is printed by benchmarks/timings.py
     assert all(r.passed for r in reports if r.name != "complexity")
     complexity = by_name(reports)["complexity"]
     if path.stem in QUADRATIC_BASELINES:

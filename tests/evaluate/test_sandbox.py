@@ -70,9 +70,8 @@ def attack(name: str, token: str, scratch: Path, isolation: str, *args: str,
 
 @pytest.mark.parametrize("isolation", BOTH)
 def test_infinite_loop_times_out_and_its_group_is_gone(token, scratch, isolation):
-    start = time.monotonic()
+    # how soon it is stopped is printed by benchmarks/timings.py (no wall-clock bound in a test)
     outcome = attack("infinite_loop", token, scratch, isolation, timeout_s=1.0)
-    assert time.monotonic() - start < 1.0 + GRACE_S + 2.0
     assert outcome.timed_out
     assert processes_with(token) == []
     kind, message = classify(outcome)
@@ -95,9 +94,7 @@ def test_fork_bomb_is_held_by_the_process_limit_and_leaves_no_survivor(token, sc
     if isolation == "fallback" and cgroup_base() is None:
         pytest.skip("fallback without a writable pids cgroup: RLIMIT_NPROC counts all of the "
                     "user's processes (and root ignores it); only the parent's poll bounds a bomb")
-    start = time.monotonic()
     outcome = attack("fork_bomb", token, scratch, isolation, timeout_s=1.0)
-    assert time.monotonic() - start < 1.0 + GRACE_S + 2.0
     if cgroup_base() is not None or os.getuid() != 0:
         assert (scratch / "fork_refused").exists(), "the kernel never refused a fork"
     assert outcome.nproc_limit_hit
@@ -114,8 +111,8 @@ def test_without_a_cgroup_the_parent_stops_a_tree_larger_than_nproc(token, scrat
     monkeypatch.setattr(sandbox.PidsCgroup, "create", classmethod(lambda cls, n: None))
     limits = LIMITS.model_copy(update={"nproc": 16})
     outcome = attack("slow_spawner", token, scratch, isolation, limits=limits, timeout_s=10)
+    # stopped by the parent's process count, before its 10 s timeout
     assert not outcome.timed_out and outcome.nproc_limit_hit
-    assert outcome.wall_s < 5
     assert processes_with(token) == []
     kind, message = classify(outcome)
     assert kind is FailureKind.forbidden and "process limit" in message

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -203,16 +202,7 @@ def test_mqar_power_law_puts_most_queries_near_the_context():
     assert pos.median() < 16 + (256 - 16) / 4
 
 
-def test_mqar_batch_generation_is_fast():
-    spec = synthetic_spec("mqar", seq_len=128, vocab_size=512, num_kv_pairs=16, optim=OptimSpec(batch_size=64))
-    task = build_task(spec, 0, None)
-    times = []
-    for step in range(20):
-        t0 = time.perf_counter()
-        task.train_batch(step)
-        times.append(time.perf_counter() - t0)
-    # the target is < 5 ms; the margin absorbs a busy shared CI machine
-    assert sorted(times)[10] < 0.015
+# MQAR's batch generation time (target < 5 ms) is printed by benchmarks/timings.py, not asserted here.
 
 
 def test_selective_copy_layout_follows_mad():

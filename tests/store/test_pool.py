@@ -145,3 +145,26 @@ def test_random_selection_before_any_score_falls_back_to_the_pool(db, add_arch):
     init_pool(db, seeds)
     parent, refs = sample(db, PoolPolicy(selection="random"), random.Random(0), preset=PRESET)
     assert parent in seeds and refs == [a for a in seeds if a != parent]
+
+
+def test_pool_scale_comes_from_the_preset_and_a_bad_one_fails_naming_the_field(tmp_path):
+    """presets.toml scales the cold start and batching; a study's own [pool] still wins."""
+    from archscout.config import ConfigError, get_preset
+    from archscout.study import StudyConfig
+
+    assert StudyConfig().pool_policy(get_preset("tiny")).model_dump(include={"cold_start", "update_every"}) == {
+        "cold_start": 3, "update_every": 2}
+    assert StudyConfig().pool_policy(get_preset("paper")).cold_start == 200
+    own = StudyConfig.model_validate({"pool": {"cold_start": 7}})
+    assert own.pool_policy(get_preset("tiny")).cold_start == 7
+    extra = tmp_path / "presets.toml"
+    extra.write_text(get_preset_text("mine", "pool = { cold_start = 1, update_every = 0 }"))
+    with pytest.raises(ConfigError, match="update_every"):
+        get_preset("mine", extra)
+    extra.write_text(get_preset_text("mine", ""))
+    assert get_preset("mine", extra).pool.model_dump() == {"cold_start": 200, "update_every": 50}
+
+
+def get_preset_text(name: str, pool_line: str) -> str:
+    return (f'[preset.{name}]\n{pool_line}\n[[preset.{name}.tasks]]\nname = "mqar"\nkind = "mqar"\n'
+            'seq_len = 64\nvocab_size = 128\nnum_kv_pairs = 8\n')

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from archscout.config import TaskSpec
-from archscout.evaluate.tasks import (
+from archscout.evaluate.tasks.common import (
     EVAL_BATCH,
     TaskDataError,
     TaskNotPrepared,

@@ -28,7 +28,7 @@ from math import perm
 import numpy as np
 
 from archscout.config import TaskSpec
-from archscout.evaluate.tasks import IGNORE, TaskDataError
+from archscout.evaluate.tasks.common import IGNORE, TaskDataError
 from archscout.evaluate.tasks.mqar import sample_distinct
 
 

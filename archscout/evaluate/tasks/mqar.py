@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from archscout.config import TaskSpec
-from archscout.evaluate.tasks import IGNORE, TaskDataError
+from archscout.evaluate.tasks.common import IGNORE, TaskDataError
 
 
 def check_spec(spec: TaskSpec) -> None:

@@ -15,21 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def resolve_width(d_model: int | None, hidden_size: int | None, num_heads: int) -> int:
-    """The model width; `d_model` wins over `hidden_size`, and it must split into the heads."""
-    width = d_model if d_model is not None else hidden_size
-    if width is None:
-        raise ValueError("pass d_model (or hidden_size)")
-    if width % num_heads:
-        raise ValueError(f"d_model {width} is not divisible by num_heads {num_heads}")
-    return width
-
-
-def init_linear(layer: nn.Linear, std: float = 0.02) -> None:
-    nn.init.normal_(layer.weight, std=std)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
+from archscout.space.layers import init_linear, resolve_width
 
 
 def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:

@@ -69,6 +69,6 @@ class Cache:
     @classmethod
     def from_legacy_cache(cls, past_key_values: tuple | None = None, seen_tokens: int = 0) -> Cache:
         cache = cls(seen_tokens)
-        for layer_idx, state in enumerate(past_key_values or ()):
+        for state in past_key_values or ():
             cache.states.append(dict(state))
         return cache

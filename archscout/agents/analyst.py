@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 
 from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BaselineRef
-from archscout.propose.planner import Client, Retriever, retrieve
-from archscout.propose.prompts import cognition_view, excerpt, render_pair
+from archscout.agents.planner import Client, Retriever, retrieve
+from archscout.agents.prompts import cognition_view, excerpt, render_pair
 
 MAX_DIFF_CHARS = 6_000
 SECTIONS = (

@@ -9,9 +9,9 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from archscout.propose.llm.base import BudgetExhausted, LLMInvalid, LLMUnavailable, Price
-from archscout.propose.llm.client import LLMClient
-from archscout.propose.llm.scripted import prompt_text
+from archscout.agents.base import BudgetExhausted, LLMInvalid, LLMUnavailable, Price
+from archscout.agents.client import LLMClient
+from archscout.agents.scripted import prompt_text
 from archscout.store.db import open_study_db
 
 

@@ -14,8 +14,8 @@ import re
 from types import ModuleType
 from typing import Any
 
-from archscout.propose.llm.base import Completion, LLMConfig, LLMError, LLMUnavailable, Usage
-from archscout.propose.llm.jsonfix import schema_instruction
+from archscout.agents.base import Completion, LLMConfig, LLMError, LLMUnavailable, Usage
+from archscout.agents.jsonfix import schema_instruction
 
 
 def api_key(config: LLMConfig) -> str:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from archscout.propose.llm.base import Completion, LLMConfig, LLMUnavailable, Usage
-from archscout.propose.llm.jsonfix import schema_instruction
-from archscout.propose.llm.openai_provider import api_key, map_sdk_error
+from archscout.agents.base import Completion, LLMConfig, LLMUnavailable, Usage
+from archscout.agents.jsonfix import schema_instruction
+from archscout.agents.openai_provider import api_key, map_sdk_error
 
 
 class AnthropicProvider:

@@ -8,13 +8,13 @@ from pydantic import ValidationError
 
 from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
-from archscout.analyze.judge import Dimension, JudgeOut, result_rows
-from archscout.analyze.llm_analyst import AnalystOut, code_diff, render_analysis
+from archscout.agents.judge import Dimension, JudgeOut, result_rows
+from archscout.agents.analyst import AnalystOut, code_diff, render_analysis
 from archscout.propose.base import ArchView, Proposal, ProposalContext
-from archscout.propose.code_review import ReviewOut, apply_review
-from archscout.propose.llm.base import AGENTS
-from archscout.propose.planner import PlannerOut, _context, retrieve, weakness_query
-from archscout.propose.prompts import (
+from archscout.agents.reviewer import ReviewOut, apply_review
+from archscout.agents.base import AGENTS
+from archscout.agents.planner import PlannerOut, _context, retrieve, weakness_query
+from archscout.agents.prompts import (
     excerpt,
     render,
     render_pair,

@@ -26,7 +26,8 @@ def import_cmd(
     tree: Path | None = typer.Option(None, "--tree", help="asi-arch: their data/tree.json, for each architecture's ancestry"),
 ) -> None:
     """Import ASI-Arch's published architectures, or your own candidate files, into a study."""
-    from archscout.cli import _open, fail
+    from archscout.cli_study import open_or_fail as _open
+    from archscout.ui import fail
     from archscout.propose.importer import (
         ImportInputError,
         attach_tree,

@@ -2,7 +2,7 @@
 
 Models asked for "JSON only" still wrap it: in ```json fences, after a sentence of prose, behind a
 reasoning model's <think>...</think> block. `extract_json` accepts, in this order: the whole reply
-as JSON, the first fenced block that parses, the first balanced {...} object that parses. It does
+as JSON, the first fenced block that parses, the first {...} object that parses. It does
 not repair broken JSON (trailing commas, single quotes): the client's repair round asks the model
 to, which also fixes wrong fields, and keeps the reply we validate the one the model wrote.
 """
@@ -50,41 +50,16 @@ def schema_instruction(schema: dict[str, Any]) -> str:
 
 
 def first_object(text: str) -> dict[str, Any] | None:
-    """The first balanced {...} span of `text` that parses as a JSON object, or None."""
+    """The first JSON object that starts at a `{` of `text` and parses, or None. The stdlib decoder
+    finds where it ends (`raw_decode`), braces inside strings included, so prose after it is fine."""
+    decoder = json.JSONDecoder()
     start = text.find("{")
     while start != -1:
-        end = _balanced_end(text, start)
-        if end is not None:
-            try:
-                value = json.loads(text[start : end + 1])
-            except ValueError:
-                value = None
-            if isinstance(value, dict):
-                return value
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
         start = text.find("{", start + 1)
-    return None
-
-
-def _balanced_end(text: str, start: int) -> int | None:
-    """Index of the brace closing the one at `start`, skipping braces inside JSON strings."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for i in range(start, len(text)):
-        ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
     return None

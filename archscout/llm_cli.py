@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 from pydantic import BaseModel, ValidationError
 
-from archscout.propose.llm.base import LLMConfig, LLMError
+from archscout.agents.base import LLMConfig, LLMError
 
 llm_app = typer.Typer(no_args_is_help=True, help="Check and inspect the LLM endpoint a study uses.")
 
@@ -54,8 +54,8 @@ def check(
     key_env: Optional[str] = typer.Option(None, "--key-env", help="environment variable holding the API key"),
 ) -> None:
     """Make one tiny structured call and report endpoint, model, structured-output mode, latency, tokens."""
-    from archscout.cli import console, fail
-    from archscout.propose.llm.client import LLMClient
+    from archscout.ui import console, fail
+    from archscout.agents.client import LLMClient
 
     flags = {"provider": provider, "model": model, "base_url": base_url, "api_key_env": key_env}
     try:

@@ -1,7 +1,7 @@
 """Rendering of the agents' prompt templates, and the text helpers they share.
 
 Every LLM agent (planner, novelty judge, diversifier, code reviewer, debugger, analyst, summarizer,
-rubric judge) has two Jinja2 files under `propose/prompts/`: `<agent>.system.j2` and
+rubric judge) has two Jinja2 files under `agents/prompts/`: `<agent>.system.j2` and
 `<agent>.user.j2`; shared text (the candidate contract) lives in `_*.j2` partials they include.
 Templates render with `StrictUndefined`, so a variable the caller forgot fails loudly instead of
 producing a prompt with a hole in it, and with autoescaping off, because the output is plain text
@@ -15,6 +15,7 @@ formatting of retrieved cognition entries. This module knows nothing about the L
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -65,7 +66,7 @@ def strip_fence(code: str) -> str:
 
 
 def fmt_num(value: Any, digits: int = 4) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):  # NaN: one seed's std
         return "n/a"
     if isinstance(value, float):
         # throughputs and parameter counts read better without decimals
@@ -78,7 +79,7 @@ def vs_baseline(value: float | None, mean: float | None, std: float | None) -> s
     if value is None or mean is None:
         return ""
     delta = value - mean
-    sigma = f", {delta / std:+.1f}σ" if std else ""
+    sigma = f", {delta / std:+.1f}σ" if std and not math.isnan(std) else ""
     return f" ({delta:+.4f}{sigma} vs baseline)"
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from archscout.propose.planner import Client
-from archscout.propose.prompts import render_pair, strip_fence
+from archscout.agents.planner import Client
+from archscout.agents.prompts import render_pair, strip_fence
 from archscout.records import FailureKind
 
 MEANINGS: dict[str, str] = {

@@ -9,9 +9,9 @@ import socket
 import pytest
 from pydantic import BaseModel
 
-from archscout.propose.llm.base import LLMConfig, LLMError, LLMUnavailable
-from archscout.propose.llm.client import LLMClient, make_provider
-from archscout.propose.llm.scripted import ScriptedReply, prompt_text
+from archscout.agents.base import LLMConfig, LLMError, LLMUnavailable
+from archscout.agents.client import LLMClient, make_provider
+from archscout.agents.scripted import ScriptedReply, prompt_text
 
 
 class Flag(BaseModel):

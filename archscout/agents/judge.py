@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from archscout.analyze.fitness import BaselineRef
-from archscout.propose.planner import Client
-from archscout.propose.prompts import render_pair
+from archscout.agents.planner import Client
+from archscout.agents.prompts import render_pair
 
 DIMENSIONS = ("performance", "innovation", "complexity", "implementation_quality")
 

@@ -24,14 +24,14 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field, field_validator
 
 from archscout.propose.base import ArchView, Proposal, ProposalContext
-from archscout.propose.prompts import cognition_view, render_pair, shorten, strip_fence
+from archscout.agents.prompts import cognition_view, render_pair, shorten, strip_fence
 
 # a query longer than this only dilutes BM25 and the embedding; the start of an analysis is its gist
 QUERY_CHARS = 1_500
 
 
 class Client(Protocol):
-    """What the agents need of `archscout.propose.llm.client.LLMClient`."""
+    """What the agents need of `archscout.agents.client.LLMClient`."""
 
     def call(self, agent: str, *, system: str, user: str, schema: type, experiment_id: int | None = None,
              architecture_id: int | None = None) -> Any: ...
@@ -103,7 +103,7 @@ class LLMProposer:
     """The planner agent behind the `Proposer` protocol.
 
     `experience(arch_id) -> str` returns the cached experience digest of an architecture (the
-    caller builds it with `analyze.llm_analyst.summarize`); `k` cognition entries are retrieved per
+    caller builds it with `agents.analyst.summarize`); `k` cognition entries are retrieved per
     proposal. The ledger wants the experiment's database id, which `ProposalContext` does not
     carry (only its sequence number): the caller sets `proposer.experiment_id = exp.id` before
     calling `propose`; it stays None otherwise and the calls are recorded without one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from archscout.propose.llm.jsonfix import NoJSON, extract_json, first_object
+from archscout.agents.jsonfix import NoJSON, extract_json, first_object
 
 
 def test_bare_json_is_parsed_whole():

@@ -11,20 +11,20 @@ import pytest
 
 from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
-from archscout.analyze.judge import judge
-from archscout.analyze.llm_analyst import (
+from archscout.agents.judge import judge
+from archscout.agents.analyst import (
     analyze_with_cognition,
     render_analysis,
     summarize,
 )
 from archscout.cognition.index import CognitionBase
-from archscout.evaluate.debug import debug_code
+from archscout.agents.debugger import debug_code
 from archscout.propose.base import ArchView, Proposal, ProposalContext
-from archscout.propose.code_review import review_code
-from archscout.propose.llm.base import LLMConfig, LLMInvalid
-from archscout.propose.llm.client import LLMClient
-from archscout.propose.llm.scripted import ScriptedServer, prompt_text
-from archscout.propose.planner import LLMProposer, diversify, judge_novelty, weakness_query
+from archscout.agents.reviewer import review_code
+from archscout.agents.base import LLMConfig, LLMInvalid
+from archscout.agents.client import LLMClient
+from archscout.agents.scripted import ScriptedServer, prompt_text
+from archscout.agents.planner import LLMProposer, diversify, judge_novelty, weakness_query
 from archscout.records import FailureKind
 from archscout.space import baseline_path
 from archscout.store.db import StudyDB, open_study_db

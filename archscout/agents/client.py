@@ -9,7 +9,7 @@ study never sends a request once it has spent its budget; the request that cross
 allowed to finish, so spend may exceed the budget by one reply.
 
 It does not retry transport failures (the SDKs do, see the providers), write prompts (templates in
-propose/prompts/) or decide what an agent does with a failure (LLMError and subclasses reach it).
+agents/prompts/) or decide what an agent does with a failure (LLMError and subclasses reach it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from archscout.propose.llm.base import (
+from archscout.agents.base import (
     BudgetExhausted,
     Completion,
     LLMConfig,
@@ -28,7 +28,7 @@ from archscout.propose.llm.base import (
     LLMInvalid,
     Provider,
 )
-from archscout.propose.llm.jsonfix import NoJSON, extract_json
+from archscout.agents.jsonfix import NoJSON, extract_json
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -36,10 +36,10 @@ T = TypeVar("T", bound=BaseModel)
 def make_provider(config: LLMConfig) -> Provider:
     """The provider named by `config.provider`; raises LLMUnavailable (missing key, missing SDK)."""
     if config.provider == "anthropic":
-        from archscout.propose.llm.anthropic_provider import AnthropicProvider
+        from archscout.agents.anthropic_provider import AnthropicProvider
 
         return AnthropicProvider(config)
-    from archscout.propose.llm.openai_provider import OpenAIProvider
+    from archscout.agents.openai_provider import OpenAIProvider
 
     return OpenAIProvider(config)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from archscout.propose.llm.base import LLMConfig
-from archscout.propose.llm.scripted import ScriptedServer
+from archscout.agents.base import LLMConfig
+from archscout.agents.scripted import ScriptedServer
 
 
 @pytest.fixture
