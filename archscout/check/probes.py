@@ -85,8 +85,6 @@ def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kw
 # dispatches to this fused op, which FlopCounterMode would otherwise count as 0 FLOPs (torch 2.13),
 # hiding exactly the quadratic term the probe looks for. SDPA's math backend decomposes into bmm,
 # which is counted without help (the same total as this formula).
-# a linear mixer's forward time grows ~3-4x from L to 4L here; above this, count FLOPs to decide
-FLOP_TRIGGER_RATIO = 4.5
 CPU_SDPA_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
 
 
@@ -329,19 +327,18 @@ def probe_complexity(mixer: nn.Module, spec: ProbeSpec, gen: torch.Generator) ->
     time_ratio = t_long / max(t_short, 1e-9)
     details.update(short_ms=round(t_short * 1e3, 3), long_ms=round(t_long * 1e3, 3))
     details["time_ratio"] = round(time_ratio, 2)
-    # FLOPs at 4L are counted only when the timing grows faster than linear, where SDPA's L^2
-    # term may hide behind fixed costs in the timing at these lengths
+    # FLOPs at L and 4L are always counted: fitness scores FLOPs per token instead of wall-clock
+    # throughput, and the ratio is exact, so a matmul/attention L^2 term is flagged whatever the
+    # machine's load does to the timing (gated on time, softmax attention's 4.3x time ratio on a
+    # loaded CI machine hid its 12x FLOP ratio). The counter's first use costs ~2 s of CPU.
     flop_ratio = None
     try:
-        # FLOPs per token at L are always counted: fitness scores this deterministic cost
-        # instead of wall-clock throughput (about 2 s of CPU for the counter's first use)
         flops_short = _count_flops(mixer, short)
         details.update(short_flops=flops_short, flops_per_token=flops_short / length)
-        if time_ratio > FLOP_TRIGGER_RATIO:
-            flops_long = _count_flops(mixer, long)
-            details["long_flops"] = flops_long
-            if flops_short:
-                flop_ratio = flops_long / flops_short
+        flops_long = _count_flops(mixer, long)
+        details["long_flops"] = flops_long
+        if flops_short:
+            flop_ratio = flops_long / flops_short
     except Exception as err:  # noqa: BLE001 - a counter that cannot follow the forward leaves it to timing
         details["flop_error"] = f"{type(err).__name__}: {err}"
     details["flop_ratio"] = None if flop_ratio is None else round(flop_ratio, 2)
