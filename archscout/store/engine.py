@@ -12,6 +12,8 @@ What is not here: the schema (schema.py), migrations (migrations.py) and queries
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import time
 import zlib
@@ -56,9 +58,26 @@ def lock_counter(conn: Connection, name: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(f"archscout:{name}".encode())})
 
 
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_dumps(value) -> str:
+    """JSON columns' serializer: NaN and infinities (an unknown statistic, e.g. the seed std of a
+    single run) are stored as null. JSON has no NaN; PostgreSQL's json type refuses the token that
+    Python writes for it, and SQLite would keep a value no other reader parses."""
+    return json.dumps(_finite_or_none(value), allow_nan=False)
+
+
 def make_engine(path_or_url: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
     url = resolve_url(path_or_url)
-    engine = create_engine(url)
+    engine = create_engine(url, json_serializer=json_dumps)
     if engine.dialect.name == "sqlite":
         _install_sqlite_hooks(engine, busy_timeout_ms)
     elif engine.dialect.name == "postgresql":

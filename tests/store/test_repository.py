@@ -169,3 +169,13 @@ def test_writes_in_one_transaction_commit_together_or_not_at_all(db, add_arch):
             db.add_score(a, "explore", "tiny", 1.0, {}, conn=tx)
             raise RuntimeError("crash between stages")
     assert db.counts()["architectures"] == 0 and db.counts()["scores"] == 0
+
+
+def test_an_unknown_statistic_is_stored_as_null_on_every_backend(db, add_arch):
+    # the seed std of a single baseline run is NaN ("unknown"); PostgreSQL's json refuses NaN
+    arch = add_arch(db)
+    db.add_score(arch, "explore", "smoke", 0.5, {"loss_term": 0.5, "spread": [1.0, float("inf")]},
+                 {"n": 1, "val_loss_std": float("nan")})
+    score = db.score(arch, "explore", "smoke")
+    assert score.baseline_ref == {"n": 1, "val_loss_std": None}
+    assert score.components == {"loss_term": 0.5, "spread": [1.0, None]}
