@@ -150,7 +150,7 @@ def render_summary(console: Console, s: dict) -> None:
     table = Table(title=f"calibration · preset {s['preset']} · mean ± seed std · ⌊ floor", title_justify="left")
     table.add_column("member", no_wrap=True, max_width=20)
     table.add_column("n", justify="right")
-    short = {"val_loss": "loss", "benchmark": "bench", "fitness": "fit", "fitness_seed_sigma": "fit σ"}
+    short = {"val_loss": "loss", "benchmark": "bench", "fitness": "fit asi", "fitness_seed_sigma": "fit σ"}
     for m in metrics:
         table.add_column(short.get(m, m), justify="right", no_wrap=True)
     table.add_column("learned", justify="right")

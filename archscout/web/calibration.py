@@ -103,7 +103,8 @@ def calibration_brief(study: StudyHandle) -> dict[str, Any]:
         "preset": page["preset"], "calibrated": True, "error": None, "command": page["command"],
         "written_at": page["written_at"], "members": len(page["members"]),
         "seeds": max((m["n_ok"] + m["n_failed"] for m in page["members"]), default=0),
-        "fitness_icc": page["icc"].get("fitness"),
+        # the default formula's (seed-sigma); older summaries may lack it
+        "fitness_icc": page["icc"].get("fitness_seed_sigma") or page["icc"].get("fitness"),
         "baseline_learns_every_task": page["baseline_learns_every_task"],
         "bimodal": len(page["bimodal"]),
     }

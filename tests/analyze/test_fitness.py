@@ -6,9 +6,9 @@ from archscout.analyze.fitness import (
     BaselineRef,
     FitnessConfig,
     baseline_ref_from_runs,
-    compute_fitness,
     sigmoid_term,
 )
+from archscout.analyze.fitness import compute_fitness as _compute_fitness
 from archscout.analyze.stats import noise_floor
 from archscout.records import FailureKind, ProbeReport, RunResult, failed_result
 
@@ -21,6 +21,11 @@ def run(val_loss=4.0, benchmark=0.5, tokens_per_s=10_000.0, params=40_000, seed=
     probes = [] if flops is None else [ProbeReport(name="complexity", passed=True, details={"flops_per_token": flops})]
     return RunResult(candidate_hash="c", preset="tiny", seed=seed, status="ok", val_loss=val_loss,
                      benchmark=benchmark, tokens_per_s=tokens_per_s, params=params, probes=probes)
+
+
+def compute_fitness(cand, base, config=None, **kwargs):
+    """Most tests here pin the paper's relative-Δ mapping (`asi-arch`); the default is seed-sigma."""
+    return _compute_fitness(cand, base, config or FitnessConfig(formula="asi-arch"), **kwargs)
 
 
 def sig(x: float) -> float:
@@ -69,13 +74,13 @@ def test_near_zero_baseline_benchmark_uses_the_absolute_difference():
 
 
 def test_steepness_and_window_are_configurable():
-    cfg = FitnessConfig(window=0.2, steepness=10.0)
+    cfg = FitnessConfig(window=0.2, steepness=10.0, formula="asi-arch")
     b = compute_fitness(run(val_loss=3.2), BASE, cfg)
     assert b.loss_term == pytest.approx(sig(2.0))
 
 
 def test_missing_llm_judge_is_the_mean_of_the_two_remaining_terms():
-    cfg = FitnessConfig(judge="llm")
+    cfg = FitnessConfig(judge="llm", formula="asi-arch")
     b = compute_fitness(run(val_loss=3.8, benchmark=0.45), BASE, cfg, judge_score=None)
     assert b.judge_kind == "missing" and b.judge_term is None
     assert b.fitness == pytest.approx((sig(2.5) + sig(-5.0)) / 2)

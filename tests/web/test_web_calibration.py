@@ -117,7 +117,7 @@ def test_served_dashboard_shows_the_latest_calibration(study_copy, serve):
     assert "ICC [95% CI]" in html and "Kendall τ" in html
     overview = json.loads(_get(url + "/index.json"))["calibration"]
     assert overview["calibrated"] and overview["members"] == 3 and overview["bimodal"] == 1
-    assert overview["fitness_icc"]["value"] == pytest.approx(data["icc"]["fitness"]["value"])
+    assert overview["fitness_icc"]["value"] == pytest.approx(data["icc"]["fitness_seed_sigma"]["value"])  # the default formula
     assert "Calibration of preset smoke" in _get(url + "/")
 
 
