@@ -117,7 +117,7 @@ def _exec_command(cfg: dict, argv: list[str], supervisor: int) -> None:
     """In the forked child: restore default signal dispositions, apply the limits, exec."""
     try:
         # CPython ignores SIGPIPE and SIGXFSZ; ignored dispositions survive exec, handlers do not.
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -174,9 +174,16 @@ def supervise(cfg: dict, argv: list[str]) -> int:
     # tells the parent that the sandbox itself is up: a failure from here on is the command's
     _report(status_fd, {"started": 1})
     supervisor = os.getpid()
+    # Signals stay blocked across the fork: a SIGTERM that reached the child before it reset its
+    # dispositions would run this process's Python handler there (swallowing the signal and arming
+    # an interval timer that survives exec). The child unblocks after resetting them (a pending
+    # signal then takes its default action); this process right after the fork.
+    caught = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, caught)
     target = os.fork()
     if target == 0:
         _exec_command(cfg, argv, supervisor)
+    signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if "lifeline_fd" in cfg:
         # Only archscout holds the write end, so EOF here means archscout is gone, whichever thread
         # started us and however far bwrap had got (its own die-with-parent has a start-up race).
