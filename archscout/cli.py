@@ -45,7 +45,7 @@ def eval_cmd(
     keep_scratch: bool = typer.Option(False, help="keep the sandbox's scratch folder for debugging"),
 ) -> None:
     """Probe and train one candidate on a preset's proxy tasks; exit 1 if it fails."""
-    from archscout.evaluate.runner import evaluate_file
+    from archscout.evaluate.runner import evaluate
     from archscout.space import baseline_path
     from archscout.ui import eval_progress, render_result
 
@@ -64,7 +64,7 @@ def eval_cmd(
     _say_isolation(err_console if as_json else console)
     try:
         with eval_progress(console, spec, quiet=as_json) as sink:
-            result = evaluate_file(path, spec, seed, class_name=class_name, device=device, progress=sink, keep_scratch=keep_scratch)
+            result = evaluate(path, spec, seed, class_name=class_name, device=device, progress=sink, keep_scratch=keep_scratch)
     except SandboxError as err:
         fail(f"the sandbox could not start (not the candidate's fault): {err}")
     if as_json:

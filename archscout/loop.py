@@ -2,6 +2,11 @@
 
     sample -> propose (+ novelty) -> check (probes) -> evaluate (train) -> score -> analyze -> done
 
+Probes and training run in one sandboxed child (evaluate.runner.evaluate): `check` starts it, and the
+`checked` state commits, with the probe report, when the child reports passed probes; the training
+result it goes on to produce is `evaluate`'s input. A study resumed in `checked` trains the stored
+report's file without probing it again.
+
 Each stage's output and the experiment's state transition are committed in one transaction, so a
 process killed at any point leaves either the old state or the new one, never half of both; on the
 next `run` an unfinished experiment continues from its last committed state and nothing is counted
@@ -24,13 +29,15 @@ import os
 import random
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from archscout import quarantine
 from archscout.analyze.analyst import ArchSummary, analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
-from archscout.evaluate.runner import merge_phases, run_phase, source_file
+from archscout.config import Preset
+from archscout.evaluate.runner import OnChecked, evaluate
 from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
 from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.novelty import MotivationIndex, normalized_hash
@@ -73,7 +80,7 @@ class Loop:
         self.baseline_cpu: float | None = None  # supervisor-measured CPU s per step (quarantine.py)
         self.references: dict[str, dict] = {}
         self.motivations: MotivationIndex | None = None
-        self._probed: dict[int, RunResult] = {}
+        self._trained: dict[int, RunResult] = {}  # experiment id -> the run of the child `check` started
 
     # -- baseline ---------------------------------------------------------------------------------
 
@@ -219,14 +226,16 @@ class Loop:
         return arch_id
 
     def check(self, exp: Experiment) -> Experiment:
-        """Probe the candidate; a probe failure goes back to the proposer (`team.probe_attempts` times)."""
+        """Probe and train the candidate in one child; `checked` commits as soon as the probes pass.
+        A probe failure goes back to the proposer (`team.probe_attempts` times)."""
         replans = self.team.probe_attempts
+        on_checked = partial(self._checked, exp.id)
         for attempt in range(replans + 1):
             arch = self.db.architecture(exp.architecture_id)
-            probed = self._phase("probe", arch.code, self.cfg.explore_seed)
-            if probed.ok:
-                self._probed[exp.id] = probed
-                return self.exps.advance(exp.id, "checked")
+            probed = self._evaluate(arch.code, self.cfg.explore_seed, on_checked=on_checked)
+            if self.exps.get(exp.id).state == "checked":  # committed from the child's probe report
+                self._trained[exp.id] = probed  # the training run that followed the probes
+                return self.exps.get(exp.id)
             reason = f"{probed.failure.kind.value}: {probed.failure.message}"
             if attempt == replans:
                 return self._fail_with_run(exp, arch.id, probed)
@@ -250,11 +259,14 @@ class Loop:
     def evaluate(self, exp: Experiment) -> Experiment:
         """Train the candidate; a failed run goes to the debugger (`team.debug_attempts` times, recorded)."""
         attempts = self.team.debug_attempts
+        on_checked = partial(self._checked, exp.id)
         for attempt in range(attempts + 1):
             arch = self.db.architecture(exp.architecture_id)
-            # after a restart the probe result is gone from memory: probing again is cheap and exact
-            probed = self._probed.pop(exp.id, None) or self._phase("probe", arch.code, self.cfg.explore_seed)
-            result = probed if not probed.ok else merge_phases(probed, self._phase("train", arch.code, self.cfg.explore_seed))
+            # trained by the child `check` started; after a restart, or for a debugger's fix, trained
+            # again, without probes when the stored report is this file's (the runner checks that)
+            result = self._trained.pop(exp.id, None) or self._evaluate(
+                arch.code, self.cfg.explore_seed, probed=self._stored_probes(exp),
+                on_checked=on_checked)
             _fault("after:train")
             if result.ok or attempt == attempts:
                 break
@@ -343,6 +355,21 @@ class Loop:
             self.events({"stage": "pool", "version": version.version, "size": len(version.members)})
         return exp
 
+    def _checked(self, exp_id: int, report: RunResult) -> None:
+        """Commit the child's passed probe report: with the move to `checked` from `proposed`, alone
+        in `checked` (a debugger's fix was probed)."""
+        data = report.model_dump(mode="json")
+        exp = self.exps.get(exp_id)
+        if exp.state == "proposed":
+            self.exps.advance(exp_id, "checked", probe_report=data)
+            self.events({"stage": "evaluate", "seq": exp.seq})  # the same child trains on
+        else:
+            self.exps.record_probes(exp_id, data)
+        _fault("after:checked")
+
+    def _stored_probes(self, exp: Experiment) -> RunResult | None:
+        return RunResult.model_validate(exp.probe_report) if exp.probe_report else None
+
     def _fail_with_run(self, exp: Experiment, arch_id: int, result: RunResult, message: str | None = None) -> Experiment:
         with self.db.transaction() as tx:
             self.db.add_run(arch_id, EXPLORE, result, conn=tx)
@@ -417,22 +444,22 @@ class Loop:
         digest = hashlib.sha256(f"{self.cfg.seed}:{seq}:{purpose}".encode()).digest()
         return random.Random(int.from_bytes(digest[:8], "big"))
 
-    def _phase(self, phase: str, code: str, seed: int) -> RunResult:
-        with source_file(code) as path:
-            return run_phase(
-                phase, path, self.preset, seed, device=self.cfg.device,
-                baseline_params=self.ref_params(), references=self.references, progress=self._progress,
-                extra_paths=self.cfg.candidate_path_list(self.study.folder),
-            )
 
     def _progress(self, event: dict) -> None:
         if "task" in event:
             _fault("during:train")
         self.events(event)
 
-    def _evaluate(self, code: str, seed: int) -> RunResult:
-        probed = self._phase("probe", code, seed)
-        return probed if not probed.ok else merge_phases(probed, self._phase("train", code, seed))
+    def _evaluate(self, code: str, seed: int, preset: Preset | None = None, *,
+                  probed: RunResult | None = None, on_checked: OnChecked | None = None) -> RunResult:
+        """Every evaluation of the loop: probes and training of `code` in one sandboxed child
+        (preset None = the study's preset). `probed`: a stored passed probe report (no probing);
+        `on_checked`: called with the probe report when the probes pass."""
+        return evaluate(
+            code, preset or self.preset, seed, probed=probed, on_checked=on_checked, device=self.cfg.device,
+            baseline_params=self.ref_params(), references=self.references, progress=self._progress,
+            extra_paths=self.cfg.candidate_path_list(self.study.folder),
+        )
 
     def ref_params(self) -> int | None:
         if self.ref is None or self.ref.params_mean is None:

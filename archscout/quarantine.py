@@ -126,7 +126,7 @@ def _set_state(db: StudyDB, arch_id: int, preset: str, state: str, note: str, ev
 def recheck(study, arch_id: int, *, seeds: int = RECHECK_SEEDS, events: Callable[[dict], None] | None = None,
             evaluate=None) -> dict[str, Any]:
     """Re-evaluate a quarantined architecture strictly; clear it (and score it) or confirm it."""
-    from archscout.evaluate.runner import evaluate_source
+    from archscout.evaluate.runner import evaluate as evaluate_code
 
     db, preset = study.db, study.preset
     events = events or (lambda e: None)
@@ -134,7 +134,7 @@ def recheck(study, arch_id: int, *, seeds: int = RECHECK_SEEDS, events: Callable
     if held is None or held["state"] != QUARANTINED:
         raise ValueError(f"architecture #{arch_id} is not quarantined at preset {preset.name}")
     arch = db.architecture(arch_id)
-    evaluate = evaluate or (lambda code, seed: evaluate_source(
+    evaluate = evaluate or (lambda code, seed: evaluate_code(
         code, preset, seed, device=study.config.device, checks=RECHECK_CHECKS, progress=events))
     base_arch = db.architectures_by_origin("baseline")[0]
     base_runs = [r.result for r in db.runs_for(base_arch.id, EXPLORE, preset.name) if r.status == "ok"]

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from archscout.analyze.fitness import BASELINE_JUDGE, baseline_ref_from_runs, compute_fitness, delta_bench, delta_loss
 from archscout.analyze.stats import HIGHER_IS_BETTER, compare, decide
 from archscout.config import Preset, get_preset
-from archscout.evaluate.runner import evaluate_source
+from archscout.evaluate.runner import evaluate
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle, VerifyConfig
 
@@ -72,8 +72,8 @@ class Verifier:
             if seed in done:
                 continue
             self.events({"stage": "verify", "arch": arch.name, "seed": seed})
-            result = evaluate_source(arch.code, preset, seed, device=self.study.config.device, progress=self.events,
-                                     extra_paths=self.study.config.candidate_path_list(self.study.folder))
+            result = evaluate(arch.code, preset, seed, device=self.study.config.device, progress=self.events,
+                              extra_paths=self.study.config.candidate_path_list(self.study.folder))
             self.db.add_run(arch_id, VERIFY, result)
 
     def run(self, top: int | None = None, seeds: int | None = None, preset: str | None = None) -> dict[str, Any]:

@@ -3,8 +3,8 @@
     python benchmarks/determinism.py [--preset nano] [--baseline deltanet] [--seed 0] [--runs 2]
                                      [--threads N] [--fresh-key]
 
-Runs the baseline's training phase through the ordinary sandboxed path
-(`archscout.evaluate.runner.run_phase("train", ...)`) `--runs` times with the preset's thread count,
+Evaluates the baseline (probes and training in one child) through the ordinary sandboxed path
+(`archscout.evaluate.runner.evaluate`) `--runs` times with the preset's thread count,
 then optionally once more with `--threads N` OpenMP threads, and once more with a fresh cache whose
 held-out key differs (`--fresh-key`: what another machine gets, since each cache draws its own
 secret key for the synthetic test sets). Prints, per scored metric, each run's value and the spread
@@ -26,7 +26,7 @@ from rich.table import Table
 
 from archscout.calibration.determinism import scored_numbers, spread
 from archscout.config import get_preset
-from archscout.evaluate.runner import run_phase
+from archscout.evaluate.runner import evaluate
 from archscout.evaluate.scoring import heldout_dir
 from archscout.evaluate.tasks import default_cache_dir
 from archscout.space import baseline_path
@@ -37,7 +37,7 @@ console = Console(width=200)
 
 def _run(label: str, preset, seed: int, baseline: str, cache_dir: Path | None = None) -> dict[str, float]:
     started = time.perf_counter()
-    result = run_phase("train", baseline_path(baseline), preset, seed=seed, cache_dir=cache_dir)
+    result = evaluate(baseline_path(baseline), preset, seed=seed, cache_dir=cache_dir)
     wall = time.perf_counter() - started
     if not result.ok:
         raise SystemExit(f"{label}: the run failed: {result.failure.kind.value}: {result.failure.message}")

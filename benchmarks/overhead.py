@@ -47,14 +47,14 @@ def measure_checks(preset_name: str, candidate: Path) -> None:
     import time
 
     from archscout.config import get_preset
-    from archscout.evaluate.runner import evaluate_file
+    from archscout.evaluate.runner import evaluate
 
     preset = get_preset(preset_name)
     # a loaded machine must not turn the measurement into a timeout; the shares are what counts
     preset.limits.train_timeout_s = max(preset.limits.train_timeout_s, 4 * 3600)
     preset.limits.cpu_s = max(preset.limits.cpu_s, 8 * 3600)
     started = time.perf_counter()
-    result = evaluate_file(candidate, preset, 0)
+    result = evaluate(candidate, preset, 0)
     total = time.perf_counter() - started
     if not result.ok:
         raise SystemExit(f"{candidate.name} failed: {result.failure.kind.value}: {result.failure.message}")

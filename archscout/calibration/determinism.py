@@ -9,7 +9,7 @@ which numbers move and by how much. Wall-clock figures (tokens/s, seconds) are l
 they measure the machine, not the candidate, and are never scored.
 
 What is not here: running the evaluations (tests/evaluate/test_determinism.py and
-benchmarks/determinism.py call `archscout.evaluate.runner.run_phase`).
+benchmarks/determinism.py call `archscout.evaluate.runner.evaluate`).
 """
 
 from __future__ import annotations

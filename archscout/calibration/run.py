@@ -1,6 +1,6 @@
 """Running a calibration: every panel member x seed x preset through the ordinary evaluation path.
 
-Each (member, preset, seed) is one `archscout.evaluate.runner.evaluate_file` call, exactly as a
+Each (member, preset, seed) is one `archscout.evaluate.runner.evaluate` call, exactly as a
 search candidate is evaluated (probes, then training, in the sandbox); its result is committed to
 the calibration store at once and never re-run. A member that fails its probes stops the
 calibration with `CalibrationError` (the panel is then not usable), its failed row kept for the
@@ -65,12 +65,12 @@ def pending(jobs: list[Job], store: CalibrationStore, hashes: dict[str, str]) ->
 
 
 def evaluate_job(job: Job, cache_dir: Path | None = None, progress: Progress | None = None) -> RunResult:
-    from archscout.evaluate.runner import evaluate_file
+    from archscout.evaluate.runner import evaluate
 
     options = {"progress": progress}
     if cache_dir is not None:
         options["cache_dir"] = cache_dir
-    result = evaluate_file(job.member.path, job.preset, job.seed, **options)
+    result = evaluate(Path(job.member.path), job.preset, job.seed, **options)
     result.candidate_name = job.member.name
     return result
 

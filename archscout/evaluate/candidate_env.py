@@ -21,8 +21,12 @@
 - **extra import paths** — the study's `candidate_paths`, put first on sys.path (the worker's
   environment drops PYTHONPATH); the sandbox must bind them read-only.
 
-It returns what it decided as strings, recorded in the run (`RunResult.runtime`). What it does not
-do: install anything, choose the device, or relax any probe.
+It returns what it decided as strings, recorded in the run (`RunResult.runtime`). The worker probes
+and trains in one process, so `prepare` first undoes what an earlier call set up (the alias finder
+and the modules it served, the extra paths, the identity compile, the precision mode): training imports the candidate afresh into its own environment, as a second
+process did before. Modules a helper library on the extra paths imported stay loaded (on CPU both
+phases resolve every import the same way; on CUDA with fla installed such a library keeps the
+compat kernels it first saw). What it does not do: install anything, choose the device, or relax any probe.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):
+        _served.append(spec.name)
         return importlib.import_module(self.target)
 
     def exec_module(self, module) -> None:
@@ -117,13 +122,32 @@ def _fla_version() -> str | None:
         return "unknown"
 
 
+# what the last `prepare` changed in this process, undone by `reset`
+_served: list[str] = []  # module names an alias finder created
+_undo: list = []
+
+
+def reset() -> None:
+    """Undo the last `prepare`: the next import of the candidate (and of what it imports through an
+    alias or from the extra paths) runs again, in the environment the next `prepare` sets up."""
+    while _undo:
+        _undo.pop()()
+    for name in _served:
+        sys.modules.pop(name, None)
+    _served.clear()
+
+
 def prepare(
     phase: str, device: str, candidate: Path, autocast: bool, extra_paths: list[str] | None = None
 ) -> dict[str, str]:
     """Set up this process for importing `candidate`; returns the decisions for the run record."""
+    reset()
     cuda_train = phase == "train" and device.startswith("cuda")
-    for path in reversed(extra_paths or []):
+    paths = list(extra_paths or [])
+    for path in reversed(paths):
         sys.path.insert(0, path)
+    if paths:
+        _undo.append(lambda: [sys.path.remove(p) for p in paths if p in sys.path])
     aliases = {}
     fla_version = _fla_version() if cuda_train else None
     if fla_version:
@@ -135,25 +159,30 @@ def prepare(
         aliases["transformers"] = "archscout.compat.transformers"
     else:
         aliases["transformers.processing_utils"] = "archscout.compat.transformers.processing_utils"
-    sys.meta_path.insert(0, AliasFinder(aliases))
+    finder = AliasFinder(aliases)
+    sys.meta_path.insert(0, finder)
+    _undo.append(lambda: sys.meta_path.remove(finder))
     if cuda_train:
         compile_policy = "on (cuda training)"
     else:
-        torch.compile = _identity_compile
+        original, torch.compile = torch.compile, _identity_compile
+        _undo.append(lambda: setattr(torch, "compile", original))
         compile_policy = "off (probes)" if phase == "probe" else "off (cpu)"
     if autocast and (phase == "train"):
         dtype = "bf16 autocast"
     elif casts_to_low_precision(candidate.read_text()):
-        KeepPrecision().__enter__()  # for the rest of this short-lived process
+        mode = KeepPrecision()
+        mode.__enter__()  # until `reset`, or the end of this short-lived process
+        _undo.append(lambda: mode.__exit__(None, None, None))
         dtype = "fp32; the file's bf16/fp16 casts keep fp32 (fp64 in exact probes)"
     else:
         dtype = "fp32"
     return {"kernels": kernels, "compile": compile_policy, "dtype": dtype}
 
 
-def prepare_for_job(job) -> dict[str, str]:
-    """`prepare` with the worker's Job: its phase, resolved device, preset autocast, extra paths."""
+def prepare_for_job(job, phase: str) -> dict[str, str]:
+    """`prepare` for one phase of the worker's Job: resolved device, preset autocast, extra paths."""
     device = job.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return prepare(job.phase, device, Path(job.candidate), job.preset.bf16_autocast, job.extra_paths)
+    return prepare(phase, device, Path(job.candidate), job.preset.bf16_autocast, job.extra_paths)

@@ -1,11 +1,14 @@
 """Entry point of the sandboxed child: `python -m archscout.evaluate.worker JOB.json`.
 
 This is the only place candidate code is imported. The job file (written by the parent into the
-scratch directory) says which phase to run: `probe` (load the file, run the probes) or `train` (load
-it, train on every task of the preset). The child writes one `RunResult` as JSON to the job's
-result path and progress events as JSON lines to its progress path; the parent validates both.
-Every failure the candidate can cause is classified here; what the child cannot report (timeouts,
-signals, memory kills) the sandbox classifies from outside.
+scratch directory) lists the phases to run, in one process: `probe` (load the file, run the probes)
+and `train` (load it afresh, train on every task of the preset). When both run, the probe result is
+reported on the progress channel as soon as the probes pass (the parent commits the `checked`
+state from it) and training follows in the same process; a probe failure ends the child with that
+failure as its result. The child writes one `RunResult` as JSON to the job's result path and
+progress events as JSON lines to its progress path; the parent validates both. Every failure the
+candidate can cause is classified here; what the child cannot report (timeouts, signals, memory
+kills) the sandbox classifies from outside.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ PHASES = ("probe", "train")
 
 
 class Job(BaseModel):
-    phase: str
+    phases: list[str]  # "probe", "train" or both, in that order
     candidate: str  # path of the candidate file inside the scratch directory
     candidate_hash: str
     class_name: str | None = None
@@ -59,41 +62,65 @@ class _ProgressWriter:
         self.fh.write(json.dumps({"phase": self.phase, "t": time.time(), **event}) + "\n")
 
 
-def run_job(job: Job) -> RunResult:
+def run_job(job: Job, progress: _ProgressWriter) -> RunResult:
     # imported here so that a broken torch install is reported as a result, not an import crash
     import torch
 
-    from archscout.check.probes import fatal_log_tail, first_fatal, run_probes
-    from archscout.evaluate.candidate_env import prepare_for_job
-    from archscout.evaluate.train import MonitorStop, TaskReference, pick_device, train_task
     from archscout.records import runtime_versions
-    from archscout.space.contract import ContractError, load_mixer_class
 
     torch.set_num_threads(job.preset.num_threads)
     base = dict(candidate_hash=job.candidate_hash, preset=job.preset.name, seed=job.seed, versions=runtime_versions())
+    if "probe" in job.phases:
+        probed = probe(job, base)
+        if not probed.ok or "train" not in job.phases:
+            return probed
+        # the parent commits `checked` from this line, while training goes on
+        progress({"phase": "probe", "probed": json.loads(probed.model_dump_json())})
+    return train(job, base, progress)
+
+
+def probe(job: Job, base: dict) -> RunResult:
+    from archscout.check.probes import fatal_log_tail, first_fatal, run_probes
+    from archscout.evaluate.candidate_env import prepare_for_job
+    from archscout.space.contract import ContractError, load_mixer_class
+
     started = time.perf_counter()
-    base["runtime"] = prepare_for_job(job)  # fla or compat, torch.compile and dtype policy
+    base = dict(base, runtime=prepare_for_job(job, "probe"))  # compat kernels, no compile, fp64-safe
     try:
         mixer_cls = load_mixer_class(Path(job.candidate), job.class_name)
     except ContractError as err:
         return failed_result(kind=err.kind, message=err.message, log_tail=err.log_tail, **base)
     base["class_name"] = mixer_cls.__name__
+    reports = run_probes(mixer_cls, job.preset.probes, job.preset.chunk_size, job.baseline_params)
+    wall = {"probe": time.perf_counter() - started}
+    fatal = first_fatal(reports)
+    if fatal is not None:
+        kind, message = fatal
+        log_tail = fatal_log_tail(reports)
+        return failed_result(kind=kind, message=message, log_tail=log_tail, probes=reports, wall_s=wall, **base)
+    params = next((r.details.get("params") for r in reports if r.name == "param_budget"), None)
+    return RunResult(status="ok", probes=reports, wall_s=wall, params=params, **base)
 
-    if job.phase == "probe":
-        reports = run_probes(mixer_cls, job.preset.probes, job.preset.chunk_size, job.baseline_params)
-        wall = {"probe": time.perf_counter() - started}
-        fatal = first_fatal(reports)
-        if fatal is not None:
-            kind, message = fatal
-            log_tail = fatal_log_tail(reports)
-            return failed_result(kind=kind, message=message, log_tail=log_tail, probes=reports, wall_s=wall, **base)
-        params = next((r.details.get("params") for r in reports if r.name == "param_budget"), None)
-        return RunResult(status="ok", probes=reports, wall_s=wall, params=params, **base)
 
+def train(job: Job, base: dict, progress: _ProgressWriter) -> RunResult:
+    import torch
+
+    from archscout.evaluate.candidate_env import prepare_for_job
     from archscout.evaluate.oracle import ChildOracle
+    from archscout.evaluate.train import MonitorStop, TaskReference, pick_device, train_task
+    from archscout.space.contract import ContractError, load_mixer_class
 
+    started = time.perf_counter()
+    # fla or compat, torch.compile and dtype policy for training; the candidate is imported afresh
+    base = dict(base, runtime=prepare_for_job(job, "train"))
+    try:
+        mixer_cls = load_mixer_class(Path(job.candidate), job.class_name)
+    except ContractError as err:
+        return failed_result(kind=err.kind, message=err.message, log_tail=err.log_tail, **base)
+    base["class_name"] = mixer_cls.__name__
     device = pick_device(job.device)
-    progress = _ProgressWriter(job.progress_path, "train")
+    progress.phase = "train"
+    progress({})  # training starts (the progress bars mark the probes passed)
     oracle = ChildOracle(Path(job.oracle_dir)) if job.oracle_dir else None
     tasks = {}
     try:
@@ -145,10 +172,10 @@ def summarise(tasks: dict, base: dict, device: str, wall: float) -> RunResult:
 
 def main(argv: list[str]) -> int:
     job = Job.model_validate_json(Path(argv[1]).read_text())
-    if job.phase not in PHASES:
-        raise SystemExit(f"unknown phase {job.phase!r}")
+    if not job.phases or [p for p in PHASES if p in job.phases] != job.phases:
+        raise SystemExit(f"phases must be {' and/or '.join(PHASES)} in that order, not {job.phases!r}")
     try:
-        result = run_job(job)
+        result = run_job(job, _ProgressWriter(job.progress_path, job.phases[0]))
     except MemoryError:
         result = failed_result(
             candidate_hash=job.candidate_hash, preset=job.preset.name, seed=job.seed,

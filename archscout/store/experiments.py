@@ -50,6 +50,7 @@ FIELDS = (
     "failure_reason",
     "failure_message",
     "cost_usd",
+    "probe_report",
 )
 
 
@@ -157,6 +158,13 @@ class Experiments:
             c.execute(update(t).where(t.c.id == exp_id).values(architecture_id=architecture_id, updated_at=now))
             self._log(c, exp_id, row.state, now, note)
             return self.get(exp_id, conn=c)
+
+    def record_probes(self, exp_id: int, report: dict, *, conn: Connection | None = None) -> None:
+        """Store the passed probe report of the experiment's current file without a state change (a
+        debugger's fix is probed in state `checked`; a resume then trains it without probing)."""
+        t = s.experiments
+        with self.db.writing(conn) as c:
+            c.execute(update(t).where(t.c.id == exp_id).values(probe_report=report, updated_at=s.utcnow()))
 
     def fail(
         self, exp_id: int, reason: str, message: str = "", *, conn: Connection | None = None

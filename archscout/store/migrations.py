@@ -249,6 +249,12 @@ def external_results(conn: Connection) -> None:
     ).create(conn)
 
 
+def experiment_probe_report(conn: Connection) -> None:
+    """Version 7: experiments.probe_report, the passed probe report of the experiment's file, stored
+    when it moves to `checked` (a study resumed in `checked` trains without probing again)."""
+    _add_column(conn, "experiments", _json("probe_report", nullable=True))
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -267,6 +273,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "llm_ledger", llm_ledger),
     Migration(5, "quarantine_table", quarantine_table),
     Migration(6, "external_results", external_results),
+    Migration(7, "experiment_probe_report", experiment_probe_report),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -100,6 +100,7 @@ class Experiment(BaseModel):
     failure_message: str | None
     proposer: str
     cost_usd: float | None
+    probe_report: dict | None = None  # RunResult JSON of the passed probes (state `checked` on)
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None

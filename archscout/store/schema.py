@@ -215,6 +215,9 @@ experiments = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("cost_usd", Float, nullable=True),  # migration 3: LLM spend of the proposal
+    # migration 7: the passed probe report (RunResult JSON) of the file the experiment was checked
+    # with; kept here rather than as a run row, which every statistic over runs would then count
+    json_column("probe_report", nullable=True),
 )
 
 experiment_events = Table(

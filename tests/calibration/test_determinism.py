@@ -12,14 +12,14 @@ import pytest
 
 from archscout.calibration.determinism import scored_numbers, spread
 from archscout.config import get_preset
-from archscout.evaluate.runner import run_phase
+from archscout.evaluate.runner import evaluate
 from archscout.space import baseline_path
 
 SMOKE = get_preset("smoke")
 
 
 def _numbers(preset, seed):
-    result = run_phase("train", baseline_path("deltanet"), preset, seed=seed)
+    result = evaluate(baseline_path("deltanet"), preset, seed=seed)
     assert result.ok, result.failure
     return scored_numbers(result)
 

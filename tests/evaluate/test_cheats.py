@@ -16,7 +16,7 @@ import pytest
 
 from archscout.analyze.fitness import FitnessConfig, baseline_ref_from_runs, compute_fitness
 from archscout.config import get_preset
-from archscout.evaluate.runner import evaluate_file
+from archscout.evaluate.runner import evaluate
 from archscout.quarantine import assess
 from archscout.space import baseline_path
 
@@ -44,7 +44,7 @@ def preset():
 @pytest.fixture(scope="module")
 def control(preset, tmp_path_factory):
     """Linear attention, honest: the reference every cheat is compared with."""
-    result = evaluate_file(baseline_path("linear_attention"), preset, 0)
+    result = evaluate(baseline_path("linear_attention"), preset, 0)
     assert result.ok, result.failure
     return result
 
@@ -56,7 +56,7 @@ def _fitness(result, control) -> float:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", sorted(VERDICTS))
 def test_cheat_gets_its_verdict(name, preset, control):
-    result = evaluate_file(CHEATS / f"{name}.py", preset, 0)
+    result = evaluate(CHEATS / f"{name}.py", preset, 0)
     expected = VERDICTS[name]
     if expected == "not_above_control":
         assert result.ok, result.failure
@@ -73,7 +73,7 @@ def test_cheat_gets_its_verdict(name, preset, control):
 
 @pytest.mark.timeout(300)
 def test_the_atexit_rewrite_changes_nothing_scored(preset, control):
-    result = evaluate_file(CHEATS / "atexit_rewrite.py", preset, 0)
+    result = evaluate(CHEATS / "atexit_rewrite.py", preset, 0)
     assert result.ok
     assert result.val_loss == control.val_loss and result.benchmark == control.benchmark
     assert result.params == control.params and result.tokens_per_s < 1e12
@@ -81,7 +81,7 @@ def test_the_atexit_rewrite_changes_nothing_scored(preset, control):
 
 @pytest.mark.timeout(300)
 def test_an_honest_gate_learned_from_zero_passes(preset, control):
-    result = evaluate_file(CHEATS / "honest_gate.py", preset, 0)
+    result = evaluate(CHEATS / "honest_gate.py", preset, 0)
     assert result.ok, result.failure
     assert result.trust["causality_checks"] >= 12 and result.trust["max_prefix_rel_diff"] <= 1e-4
     assert result.trust["cpu_s"] > 0 and result.trust["cpu_s_per_step"] > 0

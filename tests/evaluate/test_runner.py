@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from archscout.config import get_preset
-from archscout.evaluate.runner import evaluate_file, run_phase
-from archscout.records import FailureKind, RunResult
+from archscout.evaluate.runner import evaluate
+from archscout.records import FailureKind, RunResult, code_hash
 from archscout.space import baseline_path
 
 SMOKE = get_preset("smoke")
@@ -44,11 +44,11 @@ def _write(tmp_path: Path, source: str, name: str = "cand.py") -> Path:
 
 
 def _probe(path: Path) -> RunResult:
-    return run_phase("probe", path, SMOKE, seed=0)
+    return evaluate(path, SMOKE, seed=0, probe_only=True)
 
 
 def test_good_candidate_trains_and_reports_every_figure(tmp_path):
-    result = evaluate_file(_write(tmp_path, GOOD_MIXER), SMOKE, seed=0)
+    result = evaluate(_write(tmp_path, GOOD_MIXER), SMOKE, seed=0)
     assert result.ok, result.failure
     assert set(result.tasks) == {"lm", "mqar"}
     assert result.val_loss is not None and result.val_loss > 0
@@ -66,16 +66,16 @@ def test_good_candidate_trains_and_reports_every_figure(tmp_path):
 
 def test_training_is_deterministic_given_candidate_preset_and_seed(tmp_path):
     path = _write(tmp_path, GOOD_MIXER)
-    a = run_phase("train", path, SMOKE, seed=3)
-    b = run_phase("train", path, SMOKE, seed=3)
-    c = run_phase("train", path, SMOKE, seed=4)
+    a = evaluate(path, SMOKE, seed=3)
+    b = evaluate(path, SMOKE, seed=3)
+    c = evaluate(path, SMOKE, seed=4)
     assert a.val_loss == b.val_loss and a.benchmark == b.benchmark
     assert a.tasks["lm"].train_curve == b.tasks["lm"].train_curve
     assert a.tasks["lm"].train_curve != c.tasks["lm"].train_curve
 
 
 def test_baseline_deltanet_passes_at_smoke():
-    result = evaluate_file(baseline_path("deltanet"), SMOKE, seed=0)
+    result = evaluate(baseline_path("deltanet"), SMOKE, seed=0)
     assert result.ok, result.failure
     assert all(p.passed for p in result.probes)
 
@@ -138,7 +138,7 @@ def test_nan_during_training_is_stopped_by_the_monitor(tmp_path):
         "            hidden_states = hidden_states * float('nan')\n"
         "        counts = torch.arange",
     )
-    result = evaluate_file(_write(tmp_path, source), SMOKE, seed=0)
+    result = evaluate(_write(tmp_path, source), SMOKE, seed=0)
     assert result.status == "failed"
     assert result.failure.kind == FailureKind.nan
     assert "step" in result.failure.message
@@ -166,3 +166,59 @@ def test_a_forged_or_corrupt_result_is_an_invalid_result(tmp_path, payload, frag
     assert result.status == "failed"
     assert result.failure.kind == FailureKind.invalid_result
     assert fragment in result.failure.message
+
+
+# -- probes and training in one child ---------------------------------------------------------------
+
+
+def test_the_child_reports_passed_probes_before_it_trains_and_the_result_carries_that_report(tmp_path):
+    seen: list[tuple[str, object]] = []
+    result = evaluate(_write(tmp_path, GOOD_MIXER), SMOKE, seed=0,
+                      on_checked=lambda report: seen.append(("checked", report)),
+                      progress=lambda event: seen.append(("event", event)))
+    assert result.ok, result.failure
+    checked = [i for i, (kind, _) in enumerate(seen) if kind == "checked"]
+    assert len(checked) == 1
+    report = seen[checked[0]][1]
+    assert report.ok and report.candidate_hash == result.candidate_hash
+    assert report.probes == result.probes and report.params == result.params
+    # the report is handed over while the same child goes on to train
+    first_step = next(i for i, (kind, e) in enumerate(seen) if kind == "event" and "task" in e)
+    assert checked[0] < first_step
+    assert not any(kind == "event" and "probed" in e for kind, e in seen)  # consumed by the runner
+
+
+# fails only on the probes' batch of 3 (smoke trains with 4 and 16): the probes reject it, training
+# does not
+PROBE_ONLY_FAILURE = GOOD_MIXER.replace(
+    "return self.proj(mean), None, past_key_values",
+    "if hidden_states.shape[0] == 3:\n            raise RuntimeError('the probes batch')\n"
+    "        return self.proj(mean), None, past_key_values",
+)
+
+
+def test_a_stored_probe_report_of_the_same_file_trains_without_probing(tmp_path):
+    path = _write(tmp_path, PROBE_ONLY_FAILURE)
+    assert not evaluate(path, SMOKE, seed=0, probe_only=True).ok
+    good = evaluate(_write(tmp_path, GOOD_MIXER, "good.py"), SMOKE, seed=0, probe_only=True)
+    assert good.ok, good.failure
+    stored = good.model_copy(update={"candidate_hash": code_hash(path.read_text())})
+    calls: list = []
+    result = evaluate(path, SMOKE, seed=0, probed=stored, on_checked=calls.append)
+    # trained: had the probes run, they would have stopped it before training
+    assert result.ok, result.failure
+    assert result.tasks and result.probes == good.probes and calls == []
+    # a report of another file says nothing about this one: probed again, and rejected
+    again = evaluate(path, SMOKE, seed=0, probed=good)
+    assert not again.ok and not again.tasks
+
+
+def test_probes_are_held_to_the_probe_time_limit_inside_the_one_child(tmp_path):
+    source = GOOD_MIXER.replace("super().__init__()", "super().__init__()\n        import time\n        time.sleep(3600)")
+    preset = SMOKE.model_copy(deep=True)
+    preset.limits.probe_timeout_s = 5
+    calls: list = []
+    result = evaluate(_write(tmp_path, source), preset, seed=0, on_checked=calls.append)
+    assert result.failure is not None and result.failure.kind == FailureKind.timeout
+    assert "probes" in result.failure.message
+    assert calls == [] and not result.tasks

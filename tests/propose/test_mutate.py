@@ -233,7 +233,7 @@ def test_crossover_proposals_mix_the_parent_and_a_reference():
 
 def test_emitted_candidates_pass_the_probes_in_the_sandbox(tmp_path):
     from archscout.config import get_preset
-    from archscout.evaluate.runner import run_phase
+    from archscout.evaluate.runner import evaluate
 
     preset = get_preset("smoke")
     rng = random.Random(2025)
@@ -248,7 +248,7 @@ def test_emitted_candidates_pass_the_probes_in_the_sandbox(tmp_path):
         paths.append(path)
     # each run starts a child that imports torch; a few at once keeps the test near a minute
     with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(lambda p: run_phase("probe", p, preset, seed=0), paths))
+        results = list(pool.map(lambda p: evaluate(p, preset, seed=0, probe_only=True), paths))
     failures = {
         name: f"{r.failure.kind}: {r.failure.message}" for (name, _), r in zip(sample, results) if not r.ok
     }
