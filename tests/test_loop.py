@@ -143,6 +143,37 @@ def test_sigkill_at_any_point_then_run_again_resumes_without_loss_or_duplicates(
     assert done >= 1
 
 
+@pytest.mark.timeout(900)
+def test_killed_after_checked_resumes_by_training_without_probing_again(tmp_path):
+    """Probes and training share one child; `checked` commits with the probe report as soon as the
+    probes pass. A driver killed then (its child dies with it) resumes the experiment in `checked`
+    and trains the file with the stored report: no second probe."""
+    folder = tmp_path / "study"
+    budget = 3  # the kill comes at the first experiment whose probes pass
+    proc = _run_cli(folder, budget, "after:checked")
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    handle = open_study(folder, create=False)
+    try:
+        exps = handle.db.experiments
+        killed = next(e for e in exps.open_experiments())
+        assert killed.state == "checked"
+        stored = killed.probe_report
+        assert stored and stored["status"] == "ok" and stored["probes"]
+        assert stored["candidate_hash"] == handle.db.architecture(killed.architecture_id).code_hash
+        events: list[dict] = []
+        # budget = experiments so far: only the killed one is carried on, nothing new starts
+        Loop(handle, events=events.append).run(budget=sum(exps.counts_by_state().values()))
+        assert not [e for e in events if e.get("phase") == "probe"], "the resumed experiment was probed again"
+        assert any(e.get("phase") == "train" for e in events)
+        resumed = exps.get(killed.id)
+        assert resumed.state in ("done", "failed") and resumed.probe_report == stored
+        (run,) = handle.db.runs_for(killed.architecture_id)
+        # the run carries the stored report itself (its timings included), not a fresh probe's
+        assert [p.model_dump(mode="json") for p in run.result.probes] == stored["probes"]
+    finally:
+        handle.close()
+
+
 @pytest.mark.timeout(600)
 def test_resume_keeps_the_measured_builtin_baseline_when_its_text_changed(tmp_path):
     """A study made by an older archscout stored the built-in baseline's text of that version (its
