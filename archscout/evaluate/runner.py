@@ -203,6 +203,7 @@ def _run_child(phases: list[str], source_path: Path, base: dict, preset: Preset,
         limits = preset.limits
         timeout = (limits.probe_timeout_s if "probe" in phases else 0) + (limits.train_timeout_s if "train" in phases else 0)
         threads = str(preset.num_threads)
+        watch.started = time.monotonic()  # the probes' clock starts with the child
         try:
             outcome = sandbox.run_sandboxed(
                 [sys.executable, "-m", "archscout.evaluate.worker", str(scratch / "job.json")],
