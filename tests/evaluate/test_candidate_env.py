@@ -124,3 +124,28 @@ def test_unpack_hint_imports_with_and_without_transformers_installed(tmp_path):
         print(json.dumps({{"stub": transformers.__name__ == "archscout.compat.transformers", "unpack": str(Unpack)}}))
     """)
     assert got["stub"] and "Unpack" in got["unpack"]
+
+
+def test_a_second_prepare_replaces_the_first_in_the_same_process(tmp_path):
+    # the worker probes and trains in one process: training's environment must not inherit the
+    # probes' (here: with bf16 autocast on, the probes keep the file's casts at full precision and
+    # training runs them as written), and nothing is installed twice
+    got = _child(f"""
+        import json, sys, torch
+        from pathlib import Path
+        from archscout.evaluate.candidate_env import AliasFinder, prepare
+        path = Path({str(FIXTURES / "fla_style_delta.py")!r})
+        probe = prepare("probe", "cpu", path, autocast=True, extra_paths=[{str(tmp_path)!r}])
+        probe_cast = str(torch.ones(2).bfloat16().dtype)
+        import fla
+        train = prepare("train", "cpu", path, autocast=True, extra_paths=[{str(tmp_path)!r}])
+        train_cast = str(torch.ones(2).bfloat16().dtype)
+        print(json.dumps(dict(probe=probe, train=train, probe_cast=probe_cast, train_cast=train_cast,
+                              finders=sum(isinstance(f, AliasFinder) for f in sys.meta_path),
+                              paths=sys.path.count({str(tmp_path)!r}), fla_loaded="fla" in sys.modules)))
+    """)
+    assert got["probe"]["dtype"].startswith("fp32") and got["probe_cast"] == "torch.float32"
+    assert got["train"]["dtype"] == "bf16 autocast" and got["train_cast"] == "torch.bfloat16"
+    assert got["probe"]["compile"] == "off (probes)" and got["train"]["compile"] == "off (cpu)"
+    assert got["finders"] == 1 and got["paths"] == 1
+    assert not got["fla_loaded"]  # the alias the probes imported is imported afresh for training
