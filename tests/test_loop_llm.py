@@ -125,6 +125,8 @@ def test_llm_study_runs_debugs_stops_at_budget_and_resumes(tmp_path, monkeypatch
         notes = [e.note for e in db.experiments.events(exps[1].id)]
         assert any(n.startswith("debug attempt 1") for n in notes)
         assert model.roles.count("debugger") == 1
+        # each stored probe report is the final file's: the fix was probed, and recorded, in `checked`
+        assert all(e.probe_report["candidate_hash"] == db.architecture(e.architecture_id).code_hash for e in exps)
         for exp in exps:
             arch_id = exp.architecture_id
             kinds = [a.kind for a in db.analyses_for(arch_id)]
