@@ -12,9 +12,9 @@ from __future__ import annotations
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PRESETS_FILE = Path(__file__).with_name("presets.toml")
 
@@ -43,31 +43,74 @@ class OptimSpec(Strict):
     min_lr_ratio: float = 0.1  # cosine decays to lr * this
 
 
-class TaskSpec(Strict):
-    """One proxy task. `kind` picks the generator; fields a kind does not use are ignored by it."""
+class _Task(Strict):
+    """What every proxy task has; each kind below adds only the fields its generator reads, so a
+    field given to the wrong kind (a corpus on an MQAR task) fails when the preset loads."""
 
     name: str
-    kind: Literal["lm", "mqar", "selective_copy", "noisy_recall", "fuzzy_recall"]
     model: ModelSpec = Field(default_factory=ModelSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     seq_len: int = 128
     vocab_size: int = 512
     eval_every: int = 50  # steps between evaluations (accuracy curve / val-loss curve)
-    # language modelling
+
+
+class LMTask(_Task):
+    """Language modelling on a text corpus; scored by held-out val loss."""
+
+    kind: Literal["lm"]
     corpus: list[str] = Field(default_factory=lambda: ["kjv"])  # "kjv" or paths to .txt files
     val_fraction: float = 0.05  # the last fraction of the text is the held-out split
     eval_tokens: int = 32768  # validation tokens scored at each evaluation
     corpus_chars: int | None = None  # truncate the corpus (smoke tests); None = all
-    # MQAR (Zoology)
+
+
+class _SyntheticTask(_Task):
+    test_examples: int = 1000  # held-out examples scored at each evaluation
+
+
+class MQARTask(_SyntheticTask):
+    """Multi-query associative recall (Zoology)."""
+
+    kind: Literal["mqar"]
     num_kv_pairs: int = 16
     power_a: float = 0.01  # power-law parameter of the query gaps
-    test_examples: int = 1000
-    # MAD
-    num_tokens_to_copy: int = 16  # selective copy
-    noise_vocab_size: int = 16  # noisy / fuzzy recall
+
+
+class SelectiveCopyTask(_SyntheticTask):
+    """MAD selective copying."""
+
+    kind: Literal["selective_copy"]
+    num_tokens_to_copy: int = 16
+
+
+class NoisyRecallTask(_SyntheticTask):
+    """MAD noisy in-context recall."""
+
+    kind: Literal["noisy_recall"]
+    num_kv_pairs: int = 16
+    noise_vocab_size: int = 16
     frac_noise: float = 0.0
-    k_motif_size: int = 1  # fuzzy recall: tokens per key
-    v_motif_size: int = 1  # fuzzy recall: tokens per value
+
+
+class FuzzyRecallTask(NoisyRecallTask):
+    """MAD fuzzy in-context recall: keys and values are motifs of several tokens."""
+
+    kind: Literal["fuzzy_recall"]  # type: ignore[assignment]
+    k_motif_size: int = 1  # tokens per key
+    v_motif_size: int = 1  # tokens per value
+
+
+# One proxy task; `kind` picks the model class (and the generator in evaluate/tasks).
+TaskSpec = Annotated[
+    Union[LMTask, MQARTask, SelectiveCopyTask, NoisyRecallTask, FuzzyRecallTask], Field(discriminator="kind"),
+]
+_TASK = TypeAdapter(TaskSpec)
+
+
+def task_spec(**fields) -> TaskSpec:
+    """Build one task from its fields (the kind picks the class); ValidationError names a bad field."""
+    return _TASK.validate_python(fields)
 
 
 class ProbeSpec(Strict):
@@ -123,7 +166,7 @@ class Preset(Strict):
     pool: PoolScale = Field(default_factory=PoolScale)
 
     @property
-    def lm_task(self) -> TaskSpec | None:
+    def lm_task(self) -> LMTask | None:
         return next((t for t in self.tasks if t.kind == "lm"), None)
 
     @property

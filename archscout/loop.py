@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Callable
 
 from archscout import quarantine
-from archscout.analyze.analyst import ArchSummary, analyze
+from archscout.analyze.analyst import analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.config import Preset
 from archscout.evaluate.runner import OnChecked, evaluate
-from archscout.propose.base import ArchView, Proposal, ProposalContext, Proposer
+from archscout.propose.base import Proposal, ProposalContext, Proposer
 from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.novelty import MotivationIndex, normalized_hash
-from archscout.records import RunResult
+from archscout.records import ArchView, RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
 from archscout.store.rows import Architecture, Experiment
@@ -324,13 +324,13 @@ class Loop:
 
     def analyze(self, exp: Experiment) -> Experiment:
         arch = self.db.architecture(exp.architecture_id)
-        parent = self._summary(arch.parent_id)
-        grandparent = self._summary(self.db.architecture(arch.parent_id).parent_id) if arch.parent_id else None
+        parent = self._view(arch.parent_id)
+        grandparent = self._view(self.db.architecture(arch.parent_id).parent_id) if arch.parent_id else None
         siblings = [
             s for c in (self.db.children_of(arch.parent_id) if arch.parent_id else [])
-            if c.id != arch.id and (s := self._summary(c.id)) and s.fitness is not None
+            if c.id != arch.id and (s := self._view(c.id)) and s.fitness is not None
         ]
-        candidate = self._summary(arch.id)
+        candidate = self._view(arch.id)
         result = analyze(candidate, self.ref, parent, grandparent, siblings)
         llm = None
         try:
@@ -478,30 +478,20 @@ class Loop:
     def _explore_run(self, arch_id: int):
         return next(r for r in self.db.runs_for(arch_id, EXPLORE, self.preset.name) if r.seed == self.cfg.explore_seed)
 
-    def _summary(self, arch_id: int | None) -> ArchSummary | None:
+    def _view(self, arch_id: int | None) -> ArchView | None:
+        """The one view of an architecture the stages get (proposer context, analysts, judges)."""
         if arch_id is None:
             return None
         arch: Architecture = self.db.architecture(arch_id)
         runs = [r for r in self.db.runs_for(arch_id, EXPLORE, self.preset.name) if r.status == "ok"]
         run = next((r for r in runs if r.seed == self.cfg.explore_seed), runs[0] if runs else None)
         score = self.db.score(arch_id, EXPLORE, self.preset.name)
-        return ArchSummary(
-            id=arch.id, name=arch.name, code=arch.code, genome=arch.genome,
-            val_loss=run.val_loss if run else None, benchmark=run.benchmark if run else None,
-            fitness=score.fitness if score else None, tokens_per_s=run.tokens_per_s if run else None,
-            params=run.params if run else None,
-        )
-
-    def _view(self, arch_id: int | None) -> ArchView | None:
-        summary = self._summary(arch_id)
-        if summary is None:
-            return None
-        arch = self.db.architecture(arch_id)
         analyses = self.db.analyses_for(arch_id)
         return ArchView(
             id=arch.id, name=arch.name, code=arch.code, motivation=arch.motivation, genome=arch.genome,
-            fitness=summary.fitness, val_loss=summary.val_loss, benchmark=summary.benchmark,
-            analysis=analyses[-1].text if analyses else "",
+            fitness=score.fitness if score else None, val_loss=run.val_loss if run else None,
+            benchmark=run.benchmark if run else None, tokens_per_s=run.tokens_per_s if run else None,
+            params=run.params if run else None, analysis=analyses[-1].text if analyses else "",
         )
 
     def _motivation_index(self) -> MotivationIndex:

@@ -153,3 +153,21 @@ def failed_result(
         failure=Failure(kind=kind, message=first_line, log_tail=log_tail[-4000:]),
         **extra,
     )
+
+
+class ArchView(BaseModel):
+    """One architecture as the stages see it: the proposer's context (parent, references), the
+    analysts (candidate, parent, siblings) and the judges. Metrics are those of its exploration run
+    at the study's seed; `analysis` is its latest analysis text."""
+
+    id: int
+    name: str
+    code: str = ""
+    motivation: str = ""
+    genome: dict[str, Any] | None = None
+    fitness: float | None = None
+    val_loss: float | None = None
+    benchmark: float | None = None
+    tokens_per_s: float | None = None
+    params: int | None = None
+    analysis: str = ""

@@ -21,11 +21,10 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
 from archscout.propose.base import Proposal, ProposalContext, Proposer
 from archscout.propose.mutate import OfflineProposer
-from archscout.records import RunResult
+from archscout.records import ArchView, RunResult
 
 # the earlier architectures whose motivations are most like a proposal's: [(id, motivation)]
 Similar = Callable[[], list[tuple[int, str]]]
@@ -55,8 +54,8 @@ class ResearchTeam(Protocol):
               reference_code: str | None) -> tuple[float | None, dict[str, Any] | None]:
         """(normalised judge score or None, numbers to store or None for nothing to store)."""
 
-    def analyze(self, exp_id: int, candidate: ArchSummary, ref: BaselineRef, parent: ArchSummary | None,
-                grandparent: ArchSummary | None, siblings: list[ArchSummary],
+    def analyze(self, exp_id: int, candidate: ArchView, ref: BaselineRef, parent: ArchView | None,
+                grandparent: ArchView | None, siblings: list[ArchView],
                 numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
         """(analysis text, numbers, experience digest), or None for no analysis beyond the statistical one."""
 
@@ -95,8 +94,8 @@ class OfflineTeam:
         # an "llm" judge term without an LLM is missing, and nothing is stored for it
         return None, None
 
-    def analyze(self, exp_id: int, candidate: ArchSummary, ref: BaselineRef, parent: ArchSummary | None,
-                grandparent: ArchSummary | None, siblings: list[ArchSummary],
+    def analyze(self, exp_id: int, candidate: ArchView, ref: BaselineRef, parent: ArchView | None,
+                grandparent: ArchView | None, siblings: list[ArchView],
                 numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str] | None:
         return None
 

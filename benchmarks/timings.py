@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from archscout.config import LimitSpec, OptimSpec, TaskSpec
+from archscout.config import LimitSpec, OptimSpec, task_spec
 from archscout.evaluate.sandbox import probe_isolation, run_sandboxed, scratch_dir
 from archscout.evaluate.tasks import build_task
 
@@ -27,7 +27,7 @@ LOOP = "while True:\n    pass\n"
 
 
 def mqar_batch_s() -> float:
-    spec = TaskSpec(name="mqar", kind="mqar", seq_len=128, vocab_size=512, num_kv_pairs=16,
+    spec = task_spec(name="mqar", kind="mqar", seq_len=128, vocab_size=512, num_kv_pairs=16,
                     optim=OptimSpec(batch_size=64))
     task = build_task(spec, 0, None)
     times = []

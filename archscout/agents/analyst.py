@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from archscout.analyze.analyst import ArchSummary, analyze
+from archscout.analyze.analyst import analyze
+from archscout.records import ArchView
 from archscout.analyze.fitness import BaselineRef
 from archscout.agents.planner import Client, Retriever, retrieve
 from archscout.agents.prompts import cognition_view, excerpt, render_pair
@@ -59,7 +60,7 @@ def code_diff(old: str, new: str, max_chars: int = MAX_DIFF_CHARS) -> str:
     return excerpt("\n".join(lines), max_chars)
 
 
-def _top_siblings(siblings: Sequence[ArchSummary]) -> list[ArchSummary]:
+def _top_siblings(siblings: Sequence[ArchView]) -> list[ArchView]:
     # the same two strongest siblings the statistical analyst compares against
     return sorted(siblings, key=lambda s: -(s.fitness or 0.0))[:2]
 
@@ -67,11 +68,11 @@ def _top_siblings(siblings: Sequence[ArchSummary]) -> list[ArchSummary]:
 def llm_analyze(
     client: Client,
     *,
-    candidate: ArchSummary,
+    candidate: ArchView,
     baseline_ref: BaselineRef,
-    parent: ArchSummary | None = None,
-    grandparent: ArchSummary | None = None,
-    siblings: Sequence[ArchSummary] = (),
+    parent: ArchView | None = None,
+    grandparent: ArchView | None = None,
+    siblings: Sequence[ArchView] = (),
     numbers: dict[str, Any] | None = None,
     cognition: Sequence[Any] = (),
     motivation: str = "",

@@ -52,7 +52,7 @@ def _get(results: Any, key: str) -> Any:
 
 def result_rows(results: Any, baseline: BaselineRef) -> list[dict[str, Any]]:
     """Candidate against baseline mean for each metric both sides have; `results` is anything with
-    val_loss / benchmark / tokens_per_s / params (a RunResult, an ArchSummary or a dict)."""
+    val_loss / benchmark / tokens_per_s / params (a RunResult, an ArchView or a dict)."""
     rows = []
     for metric, base, note in (
         ("val_loss", baseline.val_loss_mean, "lower is better"),

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
-from archscout.propose.base import ArchView, Proposal, ProposalContext
+from archscout.propose.base import Proposal, ProposalContext
+from archscout.records import ArchView
 from archscout.agents.prompts import cognition_view, render_pair, shorten, strip_fence
 
 # a query longer than this only dilutes BM25 and the embedding; the start of an analysis is its gist

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from archscout.analyze.analyst import ArchSummary
+from archscout.records import ArchView
 from archscout.analyze.fitness import BaselineRef
 from archscout.agents.judge import judge as judge_call
 from archscout.agents.analyst import analyze_with_cognition, render_analysis, summarize
@@ -155,8 +155,8 @@ class Team:
 
     # -- analyze ----------------------------------------------------------------------------------
 
-    def analyze(self, exp_id: int, candidate: ArchSummary, ref: BaselineRef, parent: ArchSummary | None,
-                grandparent: ArchSummary | None, siblings: list[ArchSummary],
+    def analyze(self, exp_id: int, candidate: ArchView, ref: BaselineRef, parent: ArchView | None,
+                grandparent: ArchView | None, siblings: list[ArchView],
                 numbers: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
         """(analysis text, numbers to store incl. cognition ids, experience digest)."""
         bound = self.bound(exp_id, candidate.id)

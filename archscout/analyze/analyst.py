@@ -16,21 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from archscout.analyze.fitness import BaselineRef
+from archscout.records import ArchView
 
 # |z| below this is within one run's seed noise; above NOISE_Z * 2 it is clearly outside it
 NOISE_Z = 1.0
-
-
-class ArchSummary(BaseModel):
-    id: int
-    name: str
-    code: str = ""
-    genome: dict[str, Any] | None = None
-    val_loss: float | None = None
-    benchmark: float | None = None
-    fitness: float | None = None
-    tokens_per_s: float | None = None
-    params: int | None = None
 
 
 class AnalysisResult(BaseModel):
@@ -38,7 +27,7 @@ class AnalysisResult(BaseModel):
     numbers: dict[str, Any]
 
 
-def design_change(candidate: ArchSummary, other: ArchSummary) -> str:
+def design_change(candidate: ArchView, other: ArchView) -> str:
     """Genome differences when both have one, else a size of the code diff."""
     if candidate.genome and other.genome:
         changed = [
@@ -69,7 +58,7 @@ def _verdict(z: float | None) -> str:
     return "outside seed noise"
 
 
-def compare(candidate: ArchSummary, other: ArchSummary, ref: BaselineRef) -> dict[str, Any]:
+def compare(candidate: ArchView, other: ArchView, ref: BaselineRef) -> dict[str, Any]:
     """Metric deltas candidate − other; loss deltas are negative when the candidate is better."""
     out: dict[str, Any] = {"id": other.id, "name": other.name, "change": design_change(candidate, other)}
     for metric, std in (("val_loss", ref.val_loss_std), ("benchmark", ref.benchmark_std)):
@@ -92,17 +81,17 @@ def _sentence(label: str, cmp: dict[str, Any]) -> str:
 
 
 def analyze(
-    candidate: ArchSummary,
+    candidate: ArchView,
     ref: BaselineRef,
-    parent: ArchSummary | None = None,
-    grandparent: ArchSummary | None = None,
-    siblings: list[ArchSummary] | None = None,
+    parent: ArchView | None = None,
+    grandparent: ArchView | None = None,
+    siblings: list[ArchView] | None = None,
 ) -> AnalysisResult:
     siblings = sorted(siblings or [], key=lambda s: -(s.fitness or 0.0))[:2]
     numbers: dict[str, Any] = {
         "baseline": {"val_loss_mean": ref.val_loss_mean, "val_loss_std": ref.val_loss_std,
                      "benchmark_mean": ref.benchmark_mean, "benchmark_std": ref.benchmark_std, "n": ref.n},
-        "vs_baseline": compare(candidate, ArchSummary(id=0, name="baseline mean", val_loss=ref.val_loss_mean,
+        "vs_baseline": compare(candidate, ArchView(id=0, name="baseline mean", val_loss=ref.val_loss_mean,
                                                      benchmark=ref.benchmark_mean), ref),
     }
     numbers["vs_baseline"].pop("change")

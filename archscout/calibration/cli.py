@@ -19,14 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from archscout.ui import console, err_console, fail
+
 MIN_BOOTSTRAP = 20
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _split(value: str | None) -> list[str]:
@@ -52,21 +47,21 @@ def calibrate_cmd(
     from archscout.config import ConfigError, get_preset
 
     if seeds < 2:
-        _fail(f"--seeds must be at least 2 to measure seed noise, got {seeds}")
+        fail(f"--seeds must be at least 2 to measure seed noise, got {seeds}")
     if bootstrap < MIN_BOOTSTRAP:
         # checked now: the CIs are computed after every evaluation has run
-        _fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a confidence interval, got {bootstrap}")
+        fail(f"--bootstrap must be at least {MIN_BOOTSTRAP} resamples for a confidence interval, got {bootstrap}")
     names = _split(preset)
     if not names:
-        _fail("--preset is empty")
+        fail("--preset is empty")
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        _fail(f"--preset names '{twice[0]}' twice")
+        fail(f"--preset names '{twice[0]}' twice")
     try:
         specs = [get_preset(n, presets_file) for n in names]
         panel = select(load_panel(panel_file), _split(members))
     except (ConfigError, PanelError) as err:
-        _fail(str(err))
+        fail(str(err))
     folder = folder or study / "calibration"
     store = CalibrationStore(folder)
     try:
@@ -76,7 +71,7 @@ def calibrate_cmd(
             _run_with_progress(todo, store, quiet=as_json)
         results = {p.name: _seeds(store.results(p.name, preset_keys(hashes, p)), seeds) for p in specs}
     except CalibrationError as err:
-        _fail(f"{err} — finished evaluations are kept in {store.path}")
+        fail(f"{err} — finished evaluations are kept in {store.path}")
     except KeyboardInterrupt:
         err_console.print(f"interrupted — finished evaluations are kept in {store.path}; rerun to resume")
         raise typer.Exit(130)

@@ -67,7 +67,8 @@ def absolute_corpora(preset: Preset) -> Preset:
     """The preset with user corpus paths made absolute: the child runs in another directory."""
     preset = preset.model_copy(deep=True)
     for task in preset.tasks:
-        task.corpus = [c if c == "kjv" else str(Path(c).expanduser().resolve()) for c in task.corpus]
+        if task.kind == "lm":
+            task.corpus = [c if c == "kjv" else str(Path(c).expanduser().resolve()) for c in task.corpus]
     return preset
 
 

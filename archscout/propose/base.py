@@ -14,19 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-
-class ArchView(BaseModel):
-    """What a proposer may see of an earlier architecture."""
-
-    id: int
-    name: str
-    code: str
-    motivation: str = ""
-    genome: dict[str, Any] | None = None
-    fitness: float | None = None
-    val_loss: float | None = None
-    benchmark: float | None = None
-    analysis: str = ""
+from archscout.records import ArchView
 
 
 class ProposalContext(BaseModel):

@@ -24,7 +24,8 @@ from functools import lru_cache
 
 import jinja2
 
-from archscout.propose.base import ArchView, Proposal, ProposalContext
+from archscout.propose.base import Proposal, ProposalContext
+from archscout.records import ArchView
 from archscout.propose.genome import (
     DECAYED,
     DELTA_RULES,

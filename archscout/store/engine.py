@@ -91,6 +91,30 @@ def make_engine(path_or_url: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_
     return engine
 
 
+def make_read_only_engine(path_or_url: str | Path) -> Engine:
+    """An engine that cannot write: a SQLite file opened with `mode=ro` (it can watch a study that a
+    `run` is writing, through WAL), or PostgreSQL sessions set to read-only transactions, which the
+    server enforces. For viewers (the dashboard); it never creates, migrates or switches journals."""
+    if isinstance(path_or_url, str) and "://" in path_or_url:
+        engine = create_engine(path_or_url)
+
+        @event.listens_for(engine, "connect")
+        def _read_only_session(dbapi_conn, _record):
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            dbapi_conn.commit()
+
+        return engine
+    engine = create_engine(f"sqlite:///file:{path_or_url}?mode=ro&uri=true")
+
+    @event.listens_for(engine, "connect")
+    def _wait_for_writers(dbapi_conn, _record):
+        # wait for the loop's short write transactions instead of failing with "database is locked"
+        dbapi_conn.execute("PRAGMA busy_timeout = 5000")  # a page waits at most 5 s
+
+    return engine
+
+
 def _switch_to_wal(cur, busy_timeout_ms: int) -> None:
     """Switch a connection's database to WAL, retrying while another connection holds it.
 

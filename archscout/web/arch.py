@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from archscout.analyze.seedstats import seed_stats
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 from archscout.summary import architecture
 from archscout.web.data import clean
 
-EXPLORE, VERIFY = "explore", "verify"
+EXPLORE, VERIFY = Stage.EXPLORE, Stage.VERIFY
 MAX_POINTS = 200  # curve points per series sent to the browser; longer curves are thinned
 
 
@@ -52,11 +52,9 @@ def baseline_band(study: StudyHandle, preset: str) -> dict[str, Any]:
                 for p in r.tasks[name].eval_curve:
                     by_step.setdefault(p.step, []).append(p.value)
         steps = sorted(by_step)
-        values = [np.asarray(by_step[k], dtype=float) for k in steps]
-        out[name] = {
-            "seeds": len(runs), "steps": steps, "mean": [float(v.mean()) for v in values],
-            "std": [float(v.std(ddof=1)) if len(v) > 1 else 0.0 for v in values],
-        }
+        # one seed measures no noise: its std is unknown (null in the JSON), not a zero-width band
+        stats = [seed_stats(by_step[k]) for k in steps]
+        out[name] = {"seeds": len(runs), "steps": steps, "mean": [v.mean for v in stats], "std": [v.std for v in stats]}
     return out
 
 

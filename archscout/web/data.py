@@ -14,15 +14,14 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from archscout.analyze.stats import shrinkage
 from archscout.report import scaling_events, verification_rows
-from archscout.store import schema as s
+from archscout.store import bulk
+from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 from archscout.summary import baseline_noise, status
 
-EXPLORE, VERIFY = "explore", "verify"
+EXPLORE = Stage.EXPLORE
 # score components shown as leaderboard columns (the fitness formula's terms and deltas)
 COMPONENTS = ("loss_term", "bench_term", "judge_term", "delta_loss", "delta_bench")
 
@@ -57,7 +56,7 @@ def overview(study: StudyHandle) -> dict[str, Any]:
     db = study.db
     data = status(study)
     ver = verified(study)
-    names = _names(study, list(ver))
+    names = bulk.names(db, list(ver))
     data["verification"] = [
         {"id": a, "name": names.get(a, f"#{a}"), **v} for a, v in sorted(ver.items(), key=lambda kv: not kv[1]["discovery"])
     ]
@@ -65,8 +64,7 @@ def overview(study: StudyHandle) -> dict[str, Any]:
     data["config"] = study.config.model_dump(mode="json", exclude_none=True)
     data["llm"] = {"totals": db.ledger.totals(), "by_agent": db.ledger.spend_by_agent()}
     runs = db.counts()
-    t = s.runs
-    compute_s = sum(r[0] or 0.0 for r in db.fetch_all(select(t.c.wall_s), None))
+    compute_s = bulk.compute_seconds(db)
     data["spend"] = {"runs": runs["runs"], "runs_ok": runs["runs_ok"], "runs_failed": runs["runs_failed"],
                      "compute_h": compute_s / 3600}
     data["recent"] = [
@@ -77,43 +75,15 @@ def overview(study: StudyHandle) -> dict[str, Any]:
     return clean(data)
 
 
-def _names(study: StudyHandle, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    t = s.architectures
-    rows = study.db.fetch_all(select(t.c.id, t.c.name).where(t.c.id.in_(ids)), None)
-    return {r.id: r.name for r in rows}
-
-
-def explore_metrics(study: StudyHandle) -> dict[int, dict[str, Any]]:
-    """Per architecture: its exploration run's metrics at the study preset (the first ok seed)."""
-    t = s.runs
-    stmt = (
-        select(t.c.architecture_id, t.c.seed, t.c.val_loss, t.c.benchmark, t.c.params, t.c.tokens_per_s, t.c.wall_s)
-        .where(t.c.stage == EXPLORE, t.c.preset == study.preset.name, t.c.status == "ok")
-        .order_by(t.c.architecture_id, t.c.seed)
-    )
-    out: dict[int, dict[str, Any]] = {}
-    for r in study.db.fetch_all(stmt, None):
-        out.setdefault(r.architecture_id, {"val_loss": r.val_loss, "benchmark": r.benchmark, "params": r.params,
-                                           "tokens_per_s": r.tokens_per_s})
-    return out
-
-
 def explore_scores(study: StudyHandle) -> dict[int, tuple[float, dict[str, Any]]]:
-    t = s.scores
-    stmt = select(t.c.architecture_id, t.c.fitness, t.c.components).where(
-        t.c.stage == EXPLORE, t.c.preset == study.preset.name
-    )
-    return {r.architecture_id: (r.fitness, r.components or {}) for r in study.db.fetch_all(stmt, None)}
+    return bulk.scores(study.db, EXPLORE, study.preset.name)
 
 
 def leaderboard(study: StudyHandle) -> dict[str, Any]:
     """Every scored architecture at the study preset, best fitness first."""
-    t = s.architectures
-    archs = study.db.fetch_all(select(t.c.id, t.c.name, t.c.origin, t.c.parent_id), None)
+    archs = bulk.nodes(study.db)
     scores = explore_scores(study)
-    metrics = explore_metrics(study)
+    metrics = bulk.first_run_metrics(study.db, EXPLORE, study.preset.name)
     ver = verified(study)
     rows = []
     for a in archs:
@@ -134,13 +104,10 @@ def leaderboard(study: StudyHandle) -> dict[str, Any]:
 
 def trends(study: StudyHandle) -> dict[str, Any]:
     """Fitness, loss and benchmark per experiment with the baseline band; scaling and shrinkage."""
-    e = s.experiments
-    exps = study.db.fetch_all(
-        select(e.c.seq, e.c.architecture_id, e.c.state).where(e.c.architecture_id.is_not(None)).order_by(e.c.seq), None
-    )
+    exps = bulk.experiment_points(study.db)
     scores = explore_scores(study)
-    metrics = explore_metrics(study)
-    names = _names(study, [x.architecture_id for x in exps])
+    metrics = bulk.first_run_metrics(study.db, EXPLORE, study.preset.name)
+    names = bulk.names(study.db, [x.architecture_id for x in exps])
     points = []
     for x in exps:
         m = metrics.get(x.architecture_id, {})
@@ -169,24 +136,15 @@ def trends(study: StudyHandle) -> dict[str, Any]:
 
 def failures(study: StudyHandle) -> dict[str, Any]:
     """Failed experiments grouped by reason, each with its message and the failed run's log tail."""
-    e, r = s.experiments, s.runs
-    failed = study.db.fetch_all(
-        select(e.c.seq, e.c.architecture_id, e.c.failure_reason, e.c.failure_message, e.c.finished_at)
-        .where(e.c.state == "failed").order_by(e.c.seq), None
-    )
+    failed = bulk.failed_experiments(study.db)
     arch_ids = [f.architecture_id for f in failed if f.architecture_id is not None]
-    tails: dict[int, str] = {}
-    if arch_ids:
-        stmt = select(r.c.architecture_id, r.c.result).where(r.c.architecture_id.in_(arch_ids), r.c.status == "failed")
-        for row in study.db.fetch_all(stmt, None):
-            failure = (row.result or {}).get("failure") or {}
-            tails.setdefault(row.architecture_id, failure.get("log_tail", ""))
-    names = _names(study, arch_ids)
+    tails = bulk.failure_log_tails(study.db, arch_ids)
+    names = bulk.names(study.db, arch_ids)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for f in failed:
-        groups[f.failure_reason or "unknown"].append({
+        groups[f.reason or "unknown"].append({
             "seq": f.seq, "architecture_id": f.architecture_id, "name": names.get(f.architecture_id),
-            "message": f.failure_message or "", "log_tail": tails.get(f.architecture_id, ""), "at": f.finished_at,
+            "message": f.message or "", "log_tail": tails.get(f.architecture_id, ""), "at": f.finished_at,
         })
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return clean({"total": len(failed), "groups": [{"reason": k, "count": len(v), "items": v} for k, v in ordered]})

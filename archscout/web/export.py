@@ -14,9 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from sqlalchemy import select
-
-from archscout.store import schema as s
+from archscout.store import bulk
 from archscout.study import StudyHandle
 from archscout.web.pages import BUILDERS, page_data, render_page
 from archscout.web.render import STATIC_DIR, Links, plotly_js
@@ -42,7 +40,7 @@ def write_site(study: StudyHandle, out: str | Path) -> dict[str, Path]:
         _write(out / f"{name}.json", json.dumps(data, indent=1))
         _write(out / f"{name}.html", render_page(study, name, data, top, here=name))
     nested = Links(static_site=True, root="../")
-    ids = [r.id for r in study.db.fetch_all(select(s.architectures.c.id).order_by(s.architectures.c.id), None)]
+    ids = [n.id for n in bulk.nodes(study.db)]
     for arch_id in ids:
         data = page_data(study, "arch", arch_id)
         _write(out / "arch" / f"{arch_id}.json", json.dumps(data, indent=1))

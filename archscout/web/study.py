@@ -12,40 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
-
 from archscout.config import ConfigError, get_preset
 from archscout.store.db import StudyDB
-from archscout.store.engine import DB_FILENAME
+from archscout.store.engine import DB_FILENAME, make_read_only_engine
 from archscout.store.migrations import LATEST_VERSION, current_version
 from archscout.study import CONFIG_NAME, StudyHandle, load_config
 
 
 class StudyUnavailable(Exception):
     """The folder holds no study this dashboard can read."""
-
-
-def _shared_engine(url: str):
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        with dbapi_conn.cursor() as cur:
-            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        dbapi_conn.commit()
-
-    return engine
-
-
-def _file_engine(db_path: Path):
-    engine = create_engine(f"sqlite:///file:{db_path}?mode=ro&uri=true")
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        # wait for the loop's short write transactions instead of failing with "database is locked"
-        dbapi_conn.execute("PRAGMA busy_timeout = 5000")
-
-    return engine
 
 
 def open_readonly(folder: str | Path) -> StudyHandle:
@@ -61,7 +36,7 @@ def open_readonly(folder: str | Path) -> StudyHandle:
         preset = get_preset(config.preset, None if extra is None else Path(extra))
     except (ConfigError, ValueError) as err:
         raise StudyUnavailable(str(err)) from None
-    engine = _shared_engine(config.db_url) if config.db_url else _file_engine(db_path)
+    engine = make_read_only_engine(config.db_url or db_path)
 
     with engine.connect() as conn:
         version = current_version(conn)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from archscout.store import schema as s
+from archscout.store import bulk
 from archscout.study import StudyHandle
 from archscout.web.data import clean, explore_scores, verified
 
@@ -78,8 +76,7 @@ def edges(nodes: list[dict[str, Any]]) -> dict[str, list[float | None]]:
 
 
 def lineage(study: StudyHandle) -> dict[str, Any]:
-    t = s.architectures
-    rows = study.db.fetch_all(select(t.c.id, t.c.name, t.c.origin, t.c.parent_id).order_by(t.c.id), None)
+    rows = bulk.nodes(study.db)
     scores = explore_scores(study)
     ver = verified(study)
     nodes = []

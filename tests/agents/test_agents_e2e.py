@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
 from archscout.agents.judge import judge
 from archscout.agents.analyst import (
@@ -19,13 +18,13 @@ from archscout.agents.analyst import (
 )
 from archscout.cognition.index import CognitionBase
 from archscout.agents.debugger import debug_code
-from archscout.propose.base import ArchView, Proposal, ProposalContext
+from archscout.propose.base import Proposal, ProposalContext
 from archscout.agents.reviewer import review_code
 from archscout.agents.base import LLMConfig, LLMInvalid
 from archscout.agents.client import LLMClient
 from archscout.agents.scripted import ScriptedServer, prompt_text
 from archscout.agents.planner import LLMProposer, diversify, judge_novelty, weakness_query
-from archscout.records import FailureKind
+from archscout.records import ArchView, FailureKind
 from archscout.space import baseline_path
 from archscout.store.db import StudyDB, open_study_db
 from archscout.store.ledger import Ledger
@@ -218,8 +217,8 @@ def test_analyst_then_cognition_on_its_shortcomings(llm, base):
     parent_id = llm.architecture(CODE, "DeltaNet")
     cand_id = llm.architecture(NEW_CODE, "DoubleBeta")
     llm.server.enqueue(json.dumps(ANALYSIS))
-    cand = ArchSummary(id=cand_id, name="DoubleBeta", code=NEW_CODE, val_loss=3.1, benchmark=0.41, fitness=0.7)
-    parent = ArchSummary(id=parent_id, name="DeltaNet", code=CODE, val_loss=3.2, benchmark=0.4, fitness=0.5)
+    cand = ArchView(id=cand_id, name="DoubleBeta", code=NEW_CODE, val_loss=3.1, benchmark=0.41, fitness=0.7)
+    parent = ArchView(id=parent_id, name="DeltaNet", code=CODE, val_loss=3.2, benchmark=0.4, fitness=0.5)
     out, hits = analyze_with_cognition(
         llm.client, base, k=2, candidate=cand, baseline_ref=REF, parent=parent, motivation="beta times two",
         experiment_id=exp_id,

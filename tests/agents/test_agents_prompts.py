@@ -6,11 +6,11 @@ import jinja2
 import pytest
 from pydantic import ValidationError
 
-from archscout.analyze.analyst import ArchSummary
 from archscout.analyze.fitness import BaselineRef
 from archscout.agents.judge import Dimension, JudgeOut, result_rows
 from archscout.agents.analyst import AnalystOut, code_diff, render_analysis
-from archscout.propose.base import ArchView, Proposal, ProposalContext
+from archscout.propose.base import Proposal, ProposalContext
+from archscout.records import ArchView
 from archscout.agents.reviewer import ReviewOut, apply_review
 from archscout.agents.base import AGENTS
 from archscout.agents.planner import PlannerOut, _context, retrieve, weakness_query
@@ -49,7 +49,7 @@ def contexts() -> dict[str, dict]:
     ctx = ProposalContext(parent=parent, references=[parent], baseline=REF.model_dump(),
                           feedback="syntax error at line 3: invalid syntax", attempt=1)
     planner = _context(ctx, "digest: gating helped", [Entry()])
-    summary = ArchSummary(id=8, name="GatedX", code=CODE + "\n# gate\n", val_loss=3.1, benchmark=0.42, fitness=0.6)
+    summary = ArchView(id=8, name="GatedX", code=CODE + "\n# gate\n", val_loss=3.1, benchmark=0.42, fitness=0.6)
     return {
         "planner": planner,
         # the diversifier does not see planner feedback: the rejection reason is its feedback

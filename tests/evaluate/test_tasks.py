@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from archscout.config import OptimSpec, TaskSpec
+from archscout.config import OptimSpec, TaskSpec, task_spec
 from archscout.evaluate.tasks import IGNORE, TaskDataError, TaskNotPrepared, build_task, prepare
 
 SYNTHETIC = {
@@ -23,7 +23,7 @@ SYNTHETIC = {
 
 def synthetic_spec(kind: str, **over) -> TaskSpec:
     fields = {**SYNTHETIC[kind], "test_examples": 200, "optim": OptimSpec(batch_size=16), **over}
-    return TaskSpec(name=kind, kind=kind, **fields)
+    return task_spec(name=kind, kind=kind, **fields)
 
 
 def mqar_oracle(x: np.ndarray, spec: TaskSpec) -> np.ndarray:
@@ -233,7 +233,7 @@ def test_impossible_synthetic_parameters_are_refused_with_the_task_name(kind, ov
 
 def lm_spec(**over) -> TaskSpec:
     fields = dict(seq_len=64, vocab_size=512, corpus_chars=200_000, eval_tokens=4096, optim=OptimSpec(batch_size=8))
-    return TaskSpec(name="lm", kind="lm", **{**fields, **over})
+    return task_spec(name="lm", kind="lm", **{**fields, **over})
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +344,20 @@ def test_lm_concurrent_prepares_build_one_consistent_entry(tmp_path):
     entries = [p for p in (tmp_path / "lm").iterdir() if p.is_dir()]
     assert len(entries) == 1 and (entries[0] / "meta.json").is_file()
     assert build_task(spec, 0, tmp_path).train_batch(0)[0].shape == (8, 64)
+
+
+def test_a_field_given_to_the_wrong_task_kind_fails_when_the_preset_loads_naming_it(tmp_path):
+    """Each kind is its own model: a corpus on an MQAR task, a typo, or an unknown kind is refused."""
+    from archscout.config import ConfigError, LMTask, MQARTask, get_preset
+
+    assert isinstance(task_spec(name="m", kind="mqar"), MQARTask) and isinstance(task_spec(name="l", kind="lm"), LMTask)
+    extra = tmp_path / "presets.toml"
+    for field, line in (("corpus", 'corpus = ["kjv"]'), ("num_kv_pair", "num_kv_pair = 8")):
+        extra.write_text(f'[preset.mine]\n[[preset.mine.tasks]]\nname = "m"\nkind = "mqar"\n{line}\n')
+        with pytest.raises(ConfigError, match=rf"preset.mine.*'tasks\.0\.mqar\.{field}'"):
+            get_preset("mine", extra)
+    extra.write_text('[preset.mine]\n[[preset.mine.tasks]]\nname = "m"\nkind = "mqr"\n')
+    with pytest.raises(ConfigError, match="tasks.0"):
+        get_preset("mine", extra)
+    extra.write_text('[preset.mine]\n[[preset.mine.tasks]]\nname = "m"\nkind = "selective_copy"\nnum_tokens_to_copy = 4\n')
+    assert get_preset("mine", extra).tasks[0].num_tokens_to_copy == 4

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from archscout.propose.base import ArchView, ProposalContext
+from archscout.propose.base import ProposalContext
+from archscout.records import ArchView
 from archscout.propose.genome import GENES, Change, Genome, crossover, gene_values, mutate
 from archscout.propose.mutate import OfflineProposer, emit, make_name
 from archscout.propose.rationale import GENE_LABEL, label, motivation
