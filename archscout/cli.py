@@ -97,6 +97,9 @@ def run_cmd(
     study: Path = typer.Option(Path("study"), "--study", help="study folder (created if missing)"),
     budget: Optional[int] = typer.Option(None, help="total experiments to reach (default: the study's budget)"),
     hours: Optional[float] = typer.Option(None, help="stop starting new experiments after this many hours"),
+    target_fitness: Optional[float] = typer.Option(None, help="stop when the best posterior lower bound reaches this"),
+    patience: Optional[int] = typer.Option(None, help="stop after this many experiments without a better posterior best"),
+    cpu_hours: Optional[float] = typer.Option(None, help="stop when the runs have used this many CPU-hours"),
     preset: Optional[str] = typer.Option(None, help="evaluation preset of a new study (default tiny)"),
     selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
     proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
@@ -123,6 +126,11 @@ def run_cmd(
     refusal = _refuse_llm_fallback(study, overrides)
     if refusal:
         fail(refusal)
+    from archscout.stopping import StopRules, budget_and_done, check_rules
+
+    rules = StopRules(target_fitness=target_fitness, patience=patience, cpu_hours=cpu_hours)
+    if problem := check_rules(rules, *budget_and_done(study, overrides), hours):
+        fail(problem)
     handle = _open(study, overrides, create=True)
     _say_isolation(console)
     team = None
@@ -136,6 +144,7 @@ def run_cmd(
             handle.close()
             fail(str(err))
     loop = Loop(handle, team=team)
+    loop.stop_rules = rules
     view = RunView(console, handle.config.budget, loop.experiments_counted())
     loop.events = view.event
     from rich.live import Live
