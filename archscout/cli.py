@@ -101,7 +101,8 @@ def run_cmd(
     patience: Optional[int] = typer.Option(None, help="stop after this many experiments without a better posterior best"),
     cpu_hours: Optional[float] = typer.Option(None, help="stop when the runs have used this many CPU-hours"),
     preset: Optional[str] = typer.Option(None, help="evaluation preset of a new study (default tiny)"),
-    selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
+    selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control) | thompson"),
+    ladder: Optional[str] = typer.Option(None, help="a new study's scale ladder: presets cheapest first, e.g. smoke,nano"),
     proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
     db: Optional[str] = typer.Option(None, "--db", help="keep a new study in this database (postgresql+psycopg://user@host/db), shared by every driver that names it"),
@@ -119,6 +120,8 @@ def run_cmd(
         overrides["budget"] = budget
     if selection:
         overrides["pool.selection"] = selection
+    if ladder:
+        overrides["ladder.rungs"] = [r.strip() for r in ladder.split(",") if r.strip()]
     if proposer:
         overrides["proposer"] = proposer
     if db:
@@ -149,9 +152,14 @@ def run_cmd(
     loop.events = view.event
     from rich.live import Live
 
+    ladder_view = None
     try:
         with Live(view, console=console, refresh_per_second=4, transient=True):
             counts = loop.run(hours=hours)
+        if handle.config.ladder.rungs:
+            from archscout.ladder import final_verdicts, rung_table
+
+            ladder_view = (rung_table(handle), final_verdicts(handle))
     except KeyboardInterrupt:
         err_console.print(f"stopped; resume with: archscout run --study {study}")
         raise typer.Exit(130)
@@ -165,6 +173,12 @@ def run_cmd(
         handle.close()
     if loop.stopped_by:
         err_console.print(f"stopped before the budget: {loop.stopped_by}")
+    if ladder_view is not None:
+        from archscout.ui import render_ladder, render_verification
+
+        render_ladder(console, ladder_view[0])
+        if ladder_view[1] is not None:
+            render_verification(console, ladder_view[1])
     console.print(
         f"[bold]{counts.get('done', 0)} done, {counts.get('failed', 0)} failed[/] in {study}. "
         f"Look at it with: archscout status --study {study}  |  archscout show ID --study {study}"

@@ -84,6 +84,19 @@ def rung_table(study: StudyHandle) -> dict[str, Any]:
     }
 
 
+def final_verdicts(study: StudyHandle) -> dict | None:
+    """The verdicts at the top rung as verify.py decides them now (no new runs), or None when the
+    ladder has verified nobody yet."""
+    from archscout.verify import Verifier
+
+    top = study.config.rungs()[-1]
+    if not study.db.architectures_with_runs(VERIFY, top):
+        return None
+    verifier = Verifier(study)
+    spec = verifier.preset(top)
+    return verifier.decide(spec, verifier.baseline_runs(spec, verifier.seeds(study.config.verify.seeds)))
+
+
 def _stop(study: StudyHandle) -> dict | None:
     row = store.last_stop(study.db)
     return None if row is None else {"rule": row["rule"], "reason": row["reason"], "experiments": row["experiments"]}

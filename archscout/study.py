@@ -57,7 +57,7 @@ class LadderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rungs: list[str] = Field(default_factory=list)
     top_fraction: float = Field(0.25, gt=0, le=1)  # of a rung's candidates by posterior, promoted per batch
-    seeds: int | list[int] = 3  # seeds a candidate completes at a rung (one list entry per rung) before moving on
+    seeds: int | list[int] = 2  # seeds a candidate completes at a rung (one list entry per rung) before moving on
     promote_every: int = Field(4, ge=1)  # experiments between promotion batches
     verify: bool = True  # the top rung's survivors go through verify.py's FDR-controlled test
 
