@@ -191,3 +191,28 @@ def test_a_study_without_a_ladder_is_one_rung(tmp_path):
         assert handle.config.preset == "smoke"  # the first rung names the study's preset
     finally:
         handle.close()
+
+
+def test_a_study_from_before_the_ladder_upgrades_and_runs_as_one_rung(tmp_path):
+    """A version-6 database (no ladder tables) with a study.toml that has no [ladder]: opening it
+    migrates, the study is one rung, and the status shows no ladder."""
+    from sqlalchemy import inspect
+
+    from archscout.store import migrations as m
+    from archscout.store.engine import make_engine
+    from archscout.summary import status
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "study.toml").write_text('preset = "smoke"\nbudget = 2\n')
+    engine = make_engine(folder)
+    m.upgrade(engine, target=6)
+    assert not inspect(engine).has_table("ladder_batches")
+    engine.dispose()
+    handle = open_study(folder, create=False)
+    try:
+        assert inspect(handle.db.engine).has_table("ladder_batches")
+        assert handle.config.rungs() == ["smoke"] and not Loop(handle).ladder.enabled
+        assert status(handle)["ladder"] is None
+    finally:
+        handle.close()
