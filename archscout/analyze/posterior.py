@@ -16,7 +16,8 @@ by single runs lets a lucky seed become a parent. This module models
   (one latent fitness per candidate across rungs, shifted by how the rung's scale differs);
 - mu, tau^2: the population, by the method of moments over the candidates' precision-weighted means
   (tau^2 = var(means) - mean(sampling variance), floored at (sigma / 4)^2 so one batch can never
-  make the prior a point).
+  make the prior a point); with fewer than three candidates, the spread the calibration's fitness
+  ICC at nano implies (0.91: tau = 3.2 sigma), which barely shrinks.
 
 The posterior of theta_i is normal (conjugacy): precision 1/tau^2 + sum_r n_ir / sigma_r^2, mean the
 precision-weighted average of mu and the candidate's runs. A single run is pulled toward mu by
@@ -42,6 +43,10 @@ from archscout.analyze.fitness import BASELINE_JUDGE, FitnessConfig, baseline_re
 # the nano baseline's measured spread (calibration, 5 seeds) so a fresh study is not overconfident
 DEFAULT_SIGMA = 0.05
 LEVEL = 0.90  # the interval shown beside every posterior mean
+# Share of fitness variance between architectures measured by `archscout calibrate` at nano (12 panel
+# members x 5 seeds, seed-sigma fitness: ICC 0.91 [0.80, 0.95]); with fewer than three candidates to
+# estimate tau from, the prior spread is the one that ICC implies: tau^2 = sigma^2 * ICC / (1 - ICC)
+CALIBRATED_ICC = 0.91
 # run stages that measure a candidate for the search (verify runs are the test, kept apart)
 SEARCH_STAGES = ("explore", "promote")
 
@@ -136,10 +141,10 @@ def fit(candidates: Mapping[int, Sequence[tuple[str, float]]], sigma: Mapping[st
         mu = float(means.mean())
         tau2 = max(float(means.var(ddof=1) - variances.mean()), floor)
     elif pool:
-        # too few to estimate a spread: a prior as wide as one run's noise, barely shrinking
-        mu, tau2 = float(np.mean([p[0] for p in pool])), sig_bar**2
+        # too few to estimate a spread: the calibration's between-architecture share
+        mu, tau2 = float(np.mean([p[0] for p in pool])), sig_bar**2 * CALIBRATED_ICC / (1 - CALIBRATED_ICC)
     else:
-        mu, tau2 = 0.5, sig_bar**2
+        mu, tau2 = 0.5, sig_bar**2 * CALIBRATED_ICC / (1 - CALIBRATED_ICC)
     z = float(stats.norm.ppf(0.5 + level / 2))
     out: dict[int, Posterior] = {}
     for arch_id, (mean, var, n, runs) in summary.items():
