@@ -51,6 +51,7 @@ EXPLORE = Stage.EXPLORE
 
 # BaselineFailed lives in ladder.py (the ladder evaluates the baseline at its rungs too)
 
+
 def _fault(point: str) -> None:
     """Test hook: `ARCHSCOUT_FAULT=point` SIGKILLs this process there (crash-resume tests)."""
     if os.environ.get("ARCHSCOUT_FAULT") == point:
