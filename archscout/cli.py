@@ -97,8 +97,12 @@ def run_cmd(
     study: Path = typer.Option(Path("study"), "--study", help="study folder (created if missing)"),
     budget: Optional[int] = typer.Option(None, help="total experiments to reach (default: the study's budget)"),
     hours: Optional[float] = typer.Option(None, help="stop starting new experiments after this many hours"),
+    target_fitness: Optional[float] = typer.Option(None, help="stop when the best posterior lower bound reaches this"),
+    patience: Optional[int] = typer.Option(None, help="stop after this many experiments without a better posterior best"),
+    cpu_hours: Optional[float] = typer.Option(None, help="stop when the runs have used this many CPU-hours"),
     preset: Optional[str] = typer.Option(None, help="evaluation preset of a new study (default tiny)"),
-    selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control)"),
+    selection: Optional[str] = typer.Option(None, help="parent selection: top (pool) | random (control) | thompson"),
+    ladder: Optional[str] = typer.Option(None, help="a new study's scale ladder: presets cheapest first, e.g. smoke,nano"),
     proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
     db: Optional[str] = typer.Option(None, "--db", help="keep a new study in this database (postgresql+psycopg://user@host/db), shared by every driver that names it"),
@@ -116,6 +120,8 @@ def run_cmd(
         overrides["budget"] = budget
     if selection:
         overrides["pool.selection"] = selection
+    if ladder:
+        overrides["ladder.rungs"] = [r.strip() for r in ladder.split(",") if r.strip()]
     if proposer:
         overrides["proposer"] = proposer
     if db:
@@ -123,6 +129,11 @@ def run_cmd(
     refusal = _refuse_llm_fallback(study, overrides)
     if refusal:
         fail(refusal)
+    from archscout.stopping import StopRules, budget_and_done, check_rules
+
+    rules = StopRules(target_fitness=target_fitness, patience=patience, cpu_hours=cpu_hours)
+    if problem := check_rules(rules, *budget_and_done(study, overrides), hours):
+        fail(problem)
     handle = _open(study, overrides, create=True)
     _say_isolation(console)
     team = None
@@ -136,13 +147,19 @@ def run_cmd(
             handle.close()
             fail(str(err))
     loop = Loop(handle, team=team)
+    loop.stop_rules = rules
     view = RunView(console, handle.config.budget, loop.experiments_counted())
     loop.events = view.event
     from rich.live import Live
 
+    ladder_view = None
     try:
         with Live(view, console=console, refresh_per_second=4, transient=True):
             counts = loop.run(hours=hours)
+        if handle.config.ladder.rungs:
+            from archscout.ladder import final_verdicts, rung_table
+
+            ladder_view = (rung_table(handle), final_verdicts(handle))
     except KeyboardInterrupt:
         err_console.print(f"stopped; resume with: archscout run --study {study}")
         raise typer.Exit(130)
@@ -156,6 +173,12 @@ def run_cmd(
         handle.close()
     if loop.stopped_by:
         err_console.print(f"stopped before the budget: {loop.stopped_by}")
+    if ladder_view is not None:
+        from archscout.ui import render_ladder, render_verification
+
+        render_ladder(console, ladder_view[0])
+        if ladder_view[1] is not None:
+            render_verification(console, ladder_view[1])
     console.print(
         f"[bold]{counts.get('done', 0)} done, {counts.get('failed', 0)} failed[/] in {study}. "
         f"Look at it with: archscout status --study {study}  |  archscout show ID --study {study}"

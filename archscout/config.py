@@ -166,6 +166,13 @@ class Preset(Strict):
     pool: PoolScale = Field(default_factory=PoolScale)
 
     @property
+    def train_cost(self) -> float:
+        """Training budget in token-width-layer units (steps x batch x seq_len x d_model x n_layers,
+        summed over tasks): orders the ladder's rungs by cost without running anything."""
+        return float(sum(t.optim.steps * t.optim.batch_size * t.seq_len * t.model.d_model * t.model.n_layers
+                         for t in self.tasks))
+
+    @property
     def lm_task(self) -> LMTask | None:
         return next((t for t in self.tasks if t.kind == "lm"), None)
 

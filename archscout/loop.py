@@ -38,6 +38,8 @@ from archscout.analyze.analyst import analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.config import Preset
 from archscout.evaluate.runner import OnChecked, evaluate
+from archscout.ladder import BaselineFailed, Ladder, pool_ranking
+from archscout.stopping import StopRules, Stopper
 from archscout.propose.base import Proposal, ProposalContext, Proposer
 from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
 from archscout.propose.novelty import MotivationIndex, normalized_hash
@@ -53,8 +55,7 @@ Events = Callable[[dict], None]
 EXPLORE = Stage.EXPLORE
 
 
-class BaselineFailed(RuntimeError):
-    """The study's baseline itself failed: nothing can be scored against it."""
+# BaselineFailed lives in ladder.py (the ladder evaluates the baseline at its rungs too)
 
 
 def _fault(point: str) -> None:
@@ -81,6 +82,9 @@ class Loop:
         self.references: dict[str, dict] = {}
         self.motivations: MotivationIndex | None = None
         self._trained: dict[int, RunResult] = {}  # experiment id -> the run of the child `check` started
+        self.rung_refs: dict[str, tuple[int | None, dict]] = {}  # ladder rung -> (baseline params, references)
+        self.ladder = Ladder(self)
+        self.stop_rules = StopRules()
 
     # -- baseline ---------------------------------------------------------------------------------
 
@@ -350,7 +354,8 @@ class Loop:
     def finish(self, exp: Experiment) -> Experiment:
         exp = self.exps.advance(exp.id, "done", cost_usd=self.team.cost(exp.id))
         done = sum(self.exps.counts_by_state().get(s, 0) for s in ("done", "failed"))
-        version = pool.maybe_update(self.db, self.policy, done, preset=self.preset.name)
+        version = pool.maybe_update(self.db, self.policy, done, preset=self.preset.name,
+                                    ranked=lambda: pool_ranking(self.study))
         if version is not None:
             self.events({"stage": "pool", "version": version.version, "size": len(version.members)})
         return exp
@@ -382,9 +387,11 @@ class Loop:
         return sum(counts.values())
 
     def run(self, budget: int | None = None, hours: float | None = None) -> dict[str, int]:
-        """Resume open experiments, then start new ones until the budget or the time is spent."""
+        """Resume open experiments, then start new ones until the budget, the time or a stopping
+        rule (`self.stop_rules`, stopping.py) says stop; a ladder study then drains its promotions."""
         budget = self.cfg.budget if budget is None else budget
         deadline = time.monotonic() + hours * 3600 if hours else None
+        self.stopper = Stopper(self, self.stop_rules, deadline)
         try:
             if self.experiments_counted() < budget:
                 self.team.preflight()
@@ -400,8 +407,12 @@ class Loop:
         for exp in self.exps.open_experiments():
             self.events({"stage": "resume", "seq": exp.seq, "state": exp.state})
             self.run_experiment(exp)
+        if self.ladder.enabled:
+            self.ladder.step(self.experiments_counted())  # a batch a kill interrupted
         while self.experiments_counted() < budget:
             if deadline is not None and time.monotonic() > deadline:
+                break
+            if self.stopper.check():
                 break
             exp = self.sample()
             self.events({"stage": "start", "seq": exp.seq})
@@ -412,11 +423,16 @@ class Loop:
 
                 self.events({"stage": "verification pass"})
                 Verifier(self.study, self.events).run()
+            if self.ladder.enabled:
+                self.ladder.step(self.experiments_counted())
             top = self.db.top_scores(EXPLORE, self.preset.name, 1)
             self.events({
                 "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
                 "best": top[0][1] if top else None,
             })
+        self.stopped_by = self.stopped_by or self.stopper.reason
+        if self.ladder.enabled and not self.stopper.out_of_compute():
+            self.ladder.drain(self.experiments_counted())
 
     def add_user_file(self, path: Path) -> Experiment:
         """A user's own candidate: stored as origin `user`, then evaluated like any other."""
@@ -455,9 +471,12 @@ class Loop:
         """Every evaluation of the loop: probes and training of `code` in one sandboxed child
         (preset None = the study's preset). `probed`: a stored passed probe report (no probing);
         `on_checked`: called with the probe report when the probes pass."""
+        # at another ladder rung the monitor compares against that rung's baseline (ladder.py)
+        params, references = (self.ref_params(), self.references) if preset is None or preset.name == self.preset.name \
+            else self.rung_refs.get(preset.name, (None, {}))
         return evaluate(
             code, preset or self.preset, seed, probed=probed, on_checked=on_checked, device=self.cfg.device,
-            baseline_params=self.ref_params(), references=self.references, progress=self._progress,
+            baseline_params=params, references=references, progress=self._progress,
             extra_paths=self.cfg.candidate_path_list(self.study.folder),
         )
 

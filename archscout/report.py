@@ -111,6 +111,16 @@ def write_report(study: StudyHandle) -> dict[str, Path]:
     paths["scaling_csv"] = _write(folder, "scaling.csv", curve)
     paths["scaling_json"] = _write(folder, "scaling.json", curve)
     paths.update(_plots(folder, curve, shrink))
+    # fitness as the search ranks it: every candidate's posterior over all its runs (analyze/posterior.py)
+    from archscout.ladder import rung_table, study_posteriors
+
+    posts = sorted(study_posteriors(study).values(), key=lambda p: -p.mean)
+    paths["posterior_csv"] = _write(folder, "posterior.csv", [
+        {"id": p.arch_id, "name": study.db.architecture(p.arch_id).name, "mean": p.mean, "lo90": p.lo, "hi90": p.hi,
+         "sd": p.sd, "runs": p.n, "raw_mean": p.raw, "by_rung": " ".join(f"{k}:{v}" for k, v in p.runs.items())}
+        for p in posts])
+    if study.config.ladder.rungs:
+        paths["ladder_json"] = _write(folder, "ladder.json", rung_table(study))
     if agreement := external_agreement(study.db):
         paths["external_agreement"] = _write(folder, "external_agreement.json", agreement)
     return paths

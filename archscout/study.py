@@ -50,6 +50,28 @@ class VerifyConfig(BaseModel):
     rule: VerificationRule = Field(default_factory=VerificationRule)
 
 
+class LadderConfig(BaseModel):
+    """The scale ladder (ladder.py): rungs are presets, cheapest first; no rungs = the study's preset
+    alone with no promotion (a study from before the ladder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rungs: list[str] = Field(default_factory=list)
+    top_fraction: float = Field(0.25, gt=0, le=1)  # of a rung's candidates by posterior, promoted per batch
+    seeds: int | list[int] = 2  # seeds a candidate completes at a rung (one list entry per rung) before moving on
+    promote_every: int = Field(4, ge=1)  # experiments between promotion batches
+    verify: bool = True  # the top rung's survivors go through verify.py's FDR-controlled test
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_positive(cls, value: int | list[int]) -> int | list[int]:
+        if any(v < 1 for v in ([value] if isinstance(value, int) else value)):
+            raise ValueError("every rung needs at least 1 seed")
+        return value
+
+    def seeds_at(self, rung: int) -> int:
+        return self.seeds if isinstance(self.seeds, int) else self.seeds[rung]
+
+
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
@@ -72,6 +94,7 @@ class StudyConfig(BaseModel):
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    ladder: LadderConfig = Field(default_factory=LadderConfig)
     # a SQLAlchemy URL (postgresql+psycopg://user@host/db) that keeps the study's database outside the
     # folder, shared by drivers on several machines; None = study.db inside the study folder
     db_url: str | None = None
@@ -84,12 +107,23 @@ class StudyConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _preset_follows_ladder(self) -> StudyConfig:
+        # a ladder names its cheapest rung; the study's (exploration) preset is that rung unless set
+        if self.ladder.rungs and "preset" not in self.model_fields_set:
+            self.preset = self.ladder.rungs[0]
+        return self
+
+    @model_validator(mode="after")
     def _judge_follows_proposer(self) -> StudyConfig:
         # with LLM agents the paper's judge is an LLM; a user who chose a judge explicitly keeps it
         if self.proposer == "llm" and "judge" not in self.fitness.model_fields_set:
             self.fitness = self.fitness.model_copy(update={"judge": "llm"})
             self.fitness.model_fields_set.add("judge")
         return self
+
+    def rungs(self) -> list[str]:
+        """The ladder's presets, cheapest first; a study without a ladder is one rung, its preset."""
+        return list(self.ladder.rungs) or [self.preset]
 
     def candidate_path_list(self, folder: Path) -> list[str]:
         return [str((Path(folder) / p).expanduser().resolve()) for p in self.candidate_paths]
@@ -137,9 +171,35 @@ def load_config(folder: Path, overrides: dict[str, Any] | None = None) -> StudyC
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
     try:
-        return StudyConfig.model_validate(apply_overrides(data, overrides or {}))
+        config = StudyConfig.model_validate(apply_overrides(data, overrides or {}))
     except ValidationError as err:
         raise ConfigError(_field_error(err, str(path))) from None
+    check_ladder(config, str(path))
+    return config
+
+
+def check_ladder(config: StudyConfig, where: str) -> None:
+    """Rungs that are known presets in increasing order of training cost, starting at the study's
+    preset, with one seed count per rung; a ConfigError naming the field otherwise."""
+    ladder = config.ladder
+    if not ladder.rungs:
+        return
+    extra = Path(config.presets_file) if config.presets_file else None
+    costs = []
+    for name in ladder.rungs:
+        try:
+            costs.append(get_preset(name, extra).train_cost)
+        except ConfigError:
+            raise ConfigError(f"{where}: field 'ladder.rungs': unknown preset '{name}'") from None
+    for (a, ca), (b, cb) in zip(zip(ladder.rungs, costs), zip(ladder.rungs[1:], costs[1:])):
+        if cb <= ca:
+            raise ConfigError(f"{where}: field 'ladder.rungs': '{b}' (train cost {cb:.3g}) must cost more than "
+                              f"'{a}' ({ca:.3g}); list rungs cheapest first")
+    if ladder.rungs[0] != config.preset:
+        raise ConfigError(f"{where}: field 'ladder.rungs': the first rung must be the study's preset "
+                          f"'{config.preset}' (got '{ladder.rungs[0]}'); set preset = \"{ladder.rungs[0]}\"")
+    if isinstance(ladder.seeds, list) and len(ladder.seeds) != len(ladder.rungs):
+        raise ConfigError(f"{where}: field 'ladder.seeds': {len(ladder.seeds)} entries for {len(ladder.rungs)} rungs")
 
 
 def write_config(folder: Path, config: StudyConfig) -> None:

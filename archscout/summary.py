@@ -48,7 +48,17 @@ def _baselines(study: StudyHandle):
     return study.db.architectures_by_origin("baseline")
 
 
+def posterior_dict(posts: dict, arch_id: int) -> dict[str, Any] | None:
+    """An architecture's posterior fitness (mean, 90 % interval, runs combined) or None."""
+    post = posts.get(arch_id)
+    return None if post is None else post.as_dict()
+
+
 def best_architectures(study: StudyHandle, limit: int = 10) -> list[dict[str, Any]]:
+    """The best single exploration runs, each with its posterior over all its runs (ladder.py)."""
+    from archscout.ladder import study_posteriors
+
+    posts = study_posteriors(study)
     out = []
     for arch_id, fitness in study.db.top_scores(EXPLORE, study.preset.name, limit):
         arch = study.db.architecture(arch_id)
@@ -57,6 +67,7 @@ def best_architectures(study: StudyHandle, limit: int = 10) -> list[dict[str, An
             "id": arch.id, "name": arch.name, "origin": arch.origin, "parent_id": arch.parent_id,
             "fitness": fitness, "val_loss": run.val_loss if run else None,
             "benchmark": run.benchmark if run else None,
+            "posterior": posterior_dict(posts, arch_id),
         })
     return out
 
@@ -81,6 +92,7 @@ def status(study: StudyHandle) -> dict[str, Any]:
         "baseline": baseline_noise(study),
         "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
         "best": best_architectures(study),
+        "ladder": _ladder(study),
         "quarantine": [
             {"id": q["architecture_id"], "name": study.db.architecture(q["architecture_id"]).name,
              "state": q["state"], "reason": q["reason"]}
@@ -89,6 +101,16 @@ def status(study: StudyHandle) -> dict[str, Any]:
         "llm": llm_spend(study),
         "isolation": isolation_summary(study),
     }
+
+
+def _ladder(study: StudyHandle) -> dict[str, Any] | None:
+    """Candidates per rung, promotion batches and the stop reason (None: no ladder, never stopped)."""
+    from archscout.ladder import rung_table
+
+    table = rung_table(study)
+    if not study.config.ladder.rungs and table["stop"] is None:
+        return None
+    return table
 
 
 def llm_spend(study: StudyHandle) -> dict[str, Any] | None:
@@ -113,6 +135,12 @@ def trace(study: StudyHandle, arch_id: int) -> list[dict[str, Any]]:
 def _quarantine_entry(db, arch_id: int, preset: str) -> dict[str, Any] | None:
     q = quarantine.entry(db, arch_id, preset)
     return {"state": q["state"], "reason": q["reason"], "evidence": q["evidence"]} if q else None
+
+
+def _posterior_of(study: StudyHandle, arch_id: int) -> dict[str, Any] | None:
+    from archscout.ladder import study_posteriors
+
+    return posterior_dict(study_posteriors(study), arch_id)
 
 
 def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> dict[str, Any] | None:
@@ -143,6 +171,7 @@ def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> 
             for r in db.runs_for(arch_id)
         ],
         "score": {"fitness": score.fitness, **score.components} if score else None,
+        "posterior": _posterior_of(study, arch_id),
         "quarantine": _quarantine_entry(db, arch_id, study.preset.name),
         "analyses": [{"kind": a.kind, "text": a.text, "numbers": a.numbers} for a in db.analyses_for(arch_id)],
         "trace": trace(study, arch_id) if with_trace else None,

@@ -221,13 +221,43 @@ def render_status(console: Console, data: dict) -> None:
             spend.add_row(agent, str(row["calls"]), str(row["failed"]), f"{row['tokens_in']:,}",
                           f"{row['tokens_out']:,}", f"{row['cost_usd']:.4f}")
         console.print(spend)
-    best = Table(title="best architectures (exploration, single run)")
-    for col in ("id", "name", "origin", "parent", "fitness", "val loss", "benchmark"):
+    best = Table(title="best architectures (exploration run; posterior over all runs, 90% interval)")
+    for col in ("id", "name", "origin", "parent", "fitness", "posterior", "runs", "val loss", "benchmark"):
         best.add_column(col)
     for row in data["best"]:
+        post = row.get("posterior")
         best.add_row(str(row["id"]), row["name"], row["origin"], str(row["parent_id"] or "—"),
-                     _fmt(row["fitness"]), _fmt(row["val_loss"]), _fmt(row["benchmark"]))
+                     _fmt(row["fitness"]), fmt_posterior(post), str(post["n"]) if post else "—",
+                     _fmt(row["val_loss"]), _fmt(row["benchmark"]))
     console.print(best)
+    if data.get("ladder"):
+        render_ladder(console, data["ladder"])
+
+
+def fmt_posterior(post: dict | None) -> str:
+    return "—" if not post else f"{post['mean']:.4f} [{post['lo']:.4f}, {post['hi']:.4f}]"
+
+
+def render_ladder(console: Console, ladder: dict) -> None:
+    """Candidates per rung and the promotion batches' decisions (ladder.py)."""
+    rungs = Table(title=f"ladder: {ladder['verified']} verified, {ladder['demoted']} given seeds at the first "
+                        "rung and then held back")
+    for col in ("rung", "candidates"):
+        rungs.add_column(col)
+    for rung in ladder["rungs"]:
+        rungs.add_row(rung, str(ladder["at_rung"].get(rung, 0)))
+    console.print(rungs)
+    if ladder["batches"]:
+        moves = Table(title="promotions (latest 5 batches)")
+        for col in ("batch", "after exp.", "arch", "action", "rung", "why"):
+            moves.add_column(col)
+        for batch in ladder["batches"][-5:]:
+            for item in batch["plan"]:
+                moves.add_row(str(batch["batch"]), str(batch["experiments_seen"]), str(item["architecture_id"]),
+                              item["action"], item["rung"], Text(item["reason"]))
+        console.print(moves)
+    if ladder.get("stop"):
+        console.print(Text(f"stopped after {ladder['stop']['experiments']} experiments: {ladder['stop']['reason']}"))
 
 
 def render_architecture(console: Console, data: dict) -> None:
@@ -244,6 +274,9 @@ def render_architecture(console: Console, data: dict) -> None:
         sc = data["score"]
         console.print(f"fitness {sc['fitness']:.4f} = mean(loss {_fmt(sc.get('loss_term'))}, "
                       f"bench {_fmt(sc.get('bench_term'))}, judge[{sc.get('judge_kind')}] {_fmt(sc.get('judge_term'))})")
+    if data.get("posterior"):
+        post = data["posterior"]
+        console.print(f"posterior fitness {fmt_posterior(post)} (90%) from {post['n']} run(s): {post['runs']}")
     runs = Table(title="runs")
     for col in ("stage", "preset", "seed", "status", "val loss", "benchmark", "params", "tokens/s", "note"):
         runs.add_column(col)

@@ -60,7 +60,8 @@ class Verifier:
 
     def baseline_runs(self, preset: Preset, seeds: list[int]) -> list:
         base = self.db.architectures_by_origin("baseline")[0]
-        if preset.name == self.study.preset.name:
+        # a ladder rung's baseline runs were never selected either: its exploration seeds serve
+        if preset.name in self.study.config.rungs():
             return [r for r in self.db.runs_for(base.id, EXPLORE, preset.name) if r.status == "ok"]
         self._ensure_runs(base.id, preset, seeds)
         return [r for r in self.db.runs_for(base.id, VERIFY, preset.name) if r.status == "ok"]
@@ -76,12 +77,14 @@ class Verifier:
                               extra_paths=self.study.config.candidate_path_list(self.study.folder))
             self.db.add_run(arch_id, VERIFY, result)
 
-    def run(self, top: int | None = None, seeds: int | None = None, preset: str | None = None) -> dict[str, Any]:
-        """Re-evaluate the targets over fresh seeds, then decide every architecture verified so far."""
+    def run(self, top: int | None = None, seeds: int | None = None, preset: str | None = None,
+            ids: list[int] | None = None) -> dict[str, Any]:
+        """Re-evaluate the targets (the top explored, or `ids`: the ladder's survivors) over fresh
+        seeds, then decide every architecture verified so far."""
         spec = self.preset(preset)
         seed_list = self.seeds(seeds or self.cfg.seeds)
         base_runs = self.baseline_runs(spec, seed_list)
-        for arch_id in self.targets(top or self.cfg.top):
+        for arch_id in (ids if ids is not None else self.targets(top or self.cfg.top)):
             self._ensure_runs(arch_id, spec, seed_list)
         return self.decide(spec, base_runs)
 

@@ -437,12 +437,13 @@ class StudyDB:
 
     def save_pool_version(
         self,
-        members: Sequence[tuple[int, float | None]],
+        members: Sequence[tuple[int, float | None] | tuple[int, float | None, float | None]],
         experiments_seen: int,
         *,
         conn: Connection | None = None,
     ) -> PoolVersion:
-        """Store the next pool version; `members` are (architecture_id, fitness), best first."""
+        """Store the next pool version; `members` are (architecture_id, fitness[, posterior sd]), best
+        first (the sd, when ranked by posterior, is what Thompson sampling draws with)."""
         t = s.pool_versions
         with self.writing(conn) as c:
             lock_counter(c, "pool_versions.version")
@@ -451,7 +452,7 @@ class StudyDB:
                 version=latest + 1,
                 created_at=s.utcnow(),
                 experiments_seen=experiments_seen,
-                members=[[int(a), None if f is None else float(f)] for a, f in members],
+                members=[[int(m[0]), *(None if v is None else float(v) for v in m[1:])] for m in members],
             )
             c.execute(insert(t).values(**values))
             return _pool_version(c.execute(select(t).where(t.c.version == latest + 1)).one())
@@ -481,7 +482,7 @@ class StudyDB:
 
 
 def _pool_version(row) -> PoolVersion:
-    members = [PoolMember(architecture_id=a, fitness=f) for a, f in row.members]
+    members = [PoolMember(architecture_id=a, fitness=f, sd=rest[0] if rest else None) for a, f, *rest in row.members]
     return PoolVersion(
         version=row.version,
         created_at=row.created_at,

@@ -255,6 +255,32 @@ def experiment_probe_report(conn: Connection) -> None:
     _add_column(conn, "experiments", _json("probe_report", nullable=True))
 
 
+def ladder_tables(conn: Connection) -> None:
+    """Version 8: ladder_batches (the scale ladder's promotion plans) and study_stops (why a run
+    stopped before its budget)."""
+    meta = MetaData()
+    Table(
+        "ladder_batches",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("batch", Integer, nullable=False, unique=True),
+        Column("experiments_seen", Integer, nullable=False),
+        Column("state", String(16), nullable=False),
+        _json("plan", nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("finished_at", UTCDateTime, nullable=True),
+    ).create(conn)
+    Table(
+        "study_stops",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("rule", String(32), nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("experiments", Integer, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+    ).create(conn)
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -274,6 +300,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "quarantine_table", quarantine_table),
     Migration(6, "external_results", external_results),
     Migration(7, "experiment_probe_report", experiment_probe_report),
+    Migration(8, "ladder_tables", ladder_tables),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -15,12 +15,21 @@ Small pools. A rank range beyond the pool's size is clamped to what exists: an e
 back to the whole pool, so a pool of three seeds still gives a parent and two references (never the
 parent itself). An empty pool gives no parent (None) and no references.
 
+Ranking. By default (`ranking = "posterior"`) the caller hands `maybe_update` the candidates ranked by
+their posterior mean (analyze/posterior.py: all of a candidate's runs, shrunk toward the population
+by the measured seed noise), so ASI-Arch's top-10 / 11-50 rule reads posterior ranks; the store
+cannot compute that itself (it sits below analyze). `ranking = "single"` is the old rule: one run's
+stored fitness. `selection = "thompson"` draws the parent by Thompson sampling over the whole pool
+(one draw from each member's posterior, the highest wins), which sends parents, and so seeds, to
+candidates whose rank is still uncertain.
+
 What is not here: how fitness is computed (analyze/fitness.py) and the experiment loop (loop.py).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -61,7 +70,10 @@ class PoolPolicy(BaseModel):
     update_every: int = 50  # finished experiments between re-rankings after the cold start
     # "random": the parent is drawn uniformly from every scored architecture (an ablation of the
     # pool's elitism); references still come from the pool
-    selection: Literal["top", "random"] = "top"
+    # "thompson": the parent is the pool member with the highest draw from its posterior
+    selection: Literal["top", "random", "thompson"] = "top"
+    # what a re-ranking orders by: the posterior mean over all runs, or one run's stored fitness
+    ranking: Literal["posterior", "single"] = "posterior"
 
     @model_validator(mode="after")
     def _ranges_make_sense(self) -> PoolPolicy:
@@ -97,6 +109,8 @@ def sample(
         if policy.selection == "random":
             parent = _random_scored(db, preset, rng, conn)
             parent = None if parent in held else parent
+        if policy.selection == "thompson" and latest is not None:
+            parent = _thompson([m for m in latest.members if m.architecture_id not in held], rng)
     if parent is None:
         window = _window(ids, policy.parent_ranks)
         parent = rng.choice(window) if window else None
@@ -105,6 +119,13 @@ def sample(
         candidates = [i for i in ids if i != parent]
     chosen = set(rng.sample(candidates, min(policy.n_references, len(candidates))))
     return parent, [i for i in ids if i in chosen]
+
+
+def _thompson(members, rng: random.Random) -> int | None:
+    # a member ranked without a posterior (the seeded pool, `ranking = "single"`) draws its fitness
+    # exactly; one with no fitness at all cannot be compared and is left out
+    draws = [(rng.gauss(m.fitness, m.sd or 0.0), m.architecture_id) for m in members if m.fitness is not None]
+    return max(draws)[1] if draws else None
 
 
 def _random_scored(db: StudyDB, preset: str, rng: random.Random, conn: Connection) -> int | None:
@@ -139,13 +160,18 @@ def init_pool(db: StudyDB, arch_ids: list[int], *, preset: str | None = None) ->
     return db.save_pool_version([(a, fitness.get(a)) for a in ordered], experiments_seen=0)
 
 
+Ranked = Sequence[tuple[int, float, float]]  # (architecture_id, posterior mean, posterior sd), best first
+
+
 def maybe_update(
-    db: StudyDB, policy: PoolPolicy, experiments_done: int, *, preset: str
+    db: StudyDB, policy: PoolPolicy, experiments_done: int, *, preset: str,
+    ranked: Callable[[], Ranked] | None = None,
 ) -> PoolVersion | None:
     """Re-rank the pool when the schedule says so; return the new version, or None if not due.
 
     `experiments_done` is the number of finished experiments so far; the pool becomes the
-    `pool_size` best explore scores at `preset`.
+    `pool_size` best by posterior (`ranked()`, called only when a re-ranking is due) or, with
+    `ranking = "single"` or no `ranked`, the best explore scores at `preset`.
     """
     if experiments_done < policy.cold_start:
         return None
@@ -153,7 +179,11 @@ def maybe_update(
     still_seeded = latest is None or latest.experiments_seen < policy.cold_start
     if not still_seeded and experiments_done - latest.experiments_seen < policy.update_every:
         return None
-    top = db.top_scores(EXPLORE, preset, policy.pool_size)
+    if policy.ranking == "posterior" and ranked is not None:
+        held = held_ids(db)
+        top = [row for row in ranked() if row[0] not in held][: policy.pool_size]
+    else:
+        top = db.top_scores(EXPLORE, preset, policy.pool_size)
     if not top:
         return None
     return db.save_pool_version(top, experiments_seen=experiments_done)

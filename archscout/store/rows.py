@@ -76,6 +76,7 @@ class Analysis(BaseModel):
 class PoolMember(BaseModel):
     architecture_id: int
     fitness: float | None  # None for a seed architecture not yet scored at the study preset
+    sd: float | None = None  # posterior sd when the pool was ranked by posterior (analyze/posterior.py)
 
 
 class PoolVersion(BaseModel):

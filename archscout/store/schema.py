@@ -39,6 +39,7 @@ class Stage(StrEnum):
     EXPLORE = "explore"  # the loop's single-seed runs (loop.py)
     VERIFY = "verify"  # re-training over fresh seeds (verify.py)
     RECHECK = "recheck"  # the stricter re-check of a quarantined architecture (quarantine.py)
+    PROMOTE = "promote"  # the ladder's extra seeds and higher rungs for a promoted candidate (ladder.py)
 
 
 STAGES = tuple(stage.value for stage in Stage)
@@ -266,4 +267,31 @@ external_results = Table(
     json_column("data", nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("source", "source_id", name="uq_external_results_key"),
+)
+
+
+# Migration 7 (ladder.py). One row per promotion batch: the plan (who gets more seeds, who moves up a
+# rung, who goes to verification, and why) is committed before any of its runs, so a killed batch is
+# resumed from its plan; `state` becomes "done" once every planned run is stored.
+ladder_batches = Table(
+    "ladder_batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch", Integer, nullable=False, unique=True),
+    Column("experiments_seen", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # open | done
+    json_column("plan", nullable=False),  # [{architecture_id, action, rung, seeds, reason, posterior}]
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+)
+
+# Migration 7 (stopping.py). Why `archscout run` stopped before its budget (a stopping rule).
+study_stops = Table(
+    "study_stops",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("experiments", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

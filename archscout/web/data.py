@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from archscout.analyze.stats import shrinkage
+from archscout.ladder import study_posteriors
 from archscout.report import scaling_events, verification_rows
 from archscout.store import bulk
 from archscout.store.schema import Stage
@@ -85,6 +86,7 @@ def leaderboard(study: StudyHandle) -> dict[str, Any]:
     scores = explore_scores(study)
     metrics = bulk.first_run_metrics(study.db, EXPLORE, study.preset.name)
     ver = verified(study)
+    posts = study_posteriors(study)
     rows = []
     for a in archs:
         if a.id not in scores:
@@ -95,6 +97,7 @@ def leaderboard(study: StudyHandle) -> dict[str, Any]:
             **{k: comp.get(k) for k in COMPONENTS},
             **metrics.get(a.id, {"val_loss": None, "benchmark": None, "params": None, "tokens_per_s": None}),
             "verified": ver.get(a.id),
+            "posterior": posts[a.id].as_dict() if a.id in posts else None,
         })
     rows.sort(key=lambda r: (-(r["fitness"] if r["fitness"] is not None else -math.inf), r["id"]))
     for rank, row in enumerate(rows, 1):

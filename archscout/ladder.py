@@ -1,0 +1,259 @@
+"""The scale ladder: cheap single runs for everyone, more seeds and bigger rungs for the few.
+
+Every new candidate gets one run (the exploration seed) at the first rung, the study's preset. After
+each batch of `ladder.promote_every` experiments, each rung's candidates are ranked by posterior mean
+(analyze/posterior.py: all their runs at every rung, shrunk by the measured seed noise), and those in
+the rung's top `ladder.top_fraction` whose current (highest) rung it is
+  - get more seeds there, up to `ladder.seeds` for that rung, if they have fewer;
+  - else move to the next rung with one seed (the baseline is evaluated there first, over the
+    study's baseline seeds, stage explore: it is the rung's reference and its noise);
+  - else, at the top rung, go to verify.py's FDR-controlled test (fresh seeds, BH across all).
+A candidate that got seeds because one run looked good and then falls out of the top fraction stays
+where it is: that is the demotion the ladder exists for.
+
+Crash safety. The batch's plan is committed (store/ladder.py) before any of its runs; each run is
+committed as it finishes, keyed (architecture, stage, preset, seed); resume continues the open batch
+and skips the runs already stored, so a kill -9 mid-batch loses and duplicates nothing. Runs the
+ladder adds are stage `promote` (the first rung's exploration run stays `explore`).
+
+Seeds: at a rung, a candidate's seeds are explore_seed, explore_seed + 1, ..., the baseline's
+(common random numbers). Every evaluation goes through `Loop._evaluate(code, seed, preset)`.
+
+What is not here: the posterior model (analyze/posterior.py), the verification test (verify.py) and
+the batch storage (store/ladder.py). A study without `ladder.rungs` never calls `step` (loop.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from archscout import quarantine
+from archscout.analyze.fitness import baseline_ref_from_runs
+from archscout.analyze.posterior import Posterior, posteriors_from_db
+from archscout.config import Preset, get_preset
+from archscout.store import ladder as store
+from archscout.store.schema import Stage
+from archscout.study import StudyHandle
+
+EXPLORE, PROMOTE, VERIFY = Stage.EXPLORE, Stage.PROMOTE, Stage.VERIFY
+
+
+class BaselineFailed(RuntimeError):
+    """The study's baseline itself failed (at any rung): nothing can be scored against it."""
+
+
+def _fault(point: str) -> None:
+    import os
+    import signal
+
+    if os.environ.get("ARCHSCOUT_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def study_posteriors(study: StudyHandle) -> dict[int, Posterior]:
+    """Posterior of every searched candidate (and the baseline) over the study's rungs."""
+    return posteriors_from_db(study.db, study.config.rungs(), study.config.fitness)[0]
+
+
+def pool_ranking(study: StudyHandle) -> list[tuple[int, float, float]]:
+    """(id, posterior mean, sd), best first: what the pool is re-ranked by (store/pool.py)."""
+    posts = study_posteriors(study)
+    # only candidates with a stored explore score are eligible (a quarantined or unscored one is not)
+    scored = set(study.db.fitness_of(list(posts), EXPLORE, study.preset.name))
+    rows = [p for p in posts.values() if p.arch_id in scored]
+    rows.sort(key=lambda p: (-p.mean, -p.n, p.arch_id))
+    return [(p.arch_id, p.mean, p.sd) for p in rows]
+
+
+def rung_table(study: StudyHandle) -> dict[str, Any]:
+    """How many candidates stand at each rung, and every batch's decisions (status, report, dashboard)."""
+    rungs = study.config.rungs()
+    at = current_rungs(study)
+    verified = set(study.db.architectures_with_runs(VERIFY, rungs[-1]))
+    counts = {r: sum(1 for v in at.values() if v == r) for r in rungs}
+    batches = store.batches(study.db)
+    seeded = {a["architecture_id"] for b in batches for a in b["plan"] if a["action"] == "seeds" and a["rung"] == rungs[0]}
+    return {
+        "rungs": rungs, "at_rung": counts, "verified": len(verified),
+        "demoted": len(seeded - {a for a, r in at.items() if r != rungs[0]} - verified),
+        "batches": [{"batch": b["batch"], "experiments_seen": b["experiments_seen"], "state": b["state"],
+                     "plan": b["plan"]} for b in batches],
+        "stop": _stop(study),
+    }
+
+
+def final_verdicts(study: StudyHandle) -> dict | None:
+    """The verdicts at the top rung as verify.py decides them now (no new runs), or None when the
+    ladder has verified nobody yet."""
+    from archscout.verify import Verifier
+
+    top = study.config.rungs()[-1]
+    if not study.db.architectures_with_runs(VERIFY, top):
+        return None
+    verifier = Verifier(study)
+    spec = verifier.preset(top)
+    return verifier.decide(spec, verifier.baseline_runs(spec, verifier.seeds(study.config.verify.seeds)))
+
+
+def _stop(study: StudyHandle) -> dict | None:
+    row = store.last_stop(study.db)
+    return None if row is None else {"rule": row["rule"], "reason": row["reason"], "experiments": row["experiments"]}
+
+
+def current_rungs(study: StudyHandle) -> dict[int, str]:
+    """Each searched candidate's current rung: the highest rung it has a search run at."""
+    rungs = study.config.rungs()
+    baseline = {a.id for a in study.db.architectures_by_origin("baseline")}
+    out: dict[int, str] = {}
+    for rung in rungs:
+        for stage in (EXPLORE, PROMOTE):
+            for arch_id in study.db.architectures_with_runs(stage, rung):
+                if arch_id not in baseline:
+                    out[arch_id] = rung
+    return out
+
+
+class Ladder:
+    def __init__(self, loop):  # loop.Loop (not imported: the loop imports this module)
+        self.loop, self.study, self.db = loop, loop.study, loop.db
+        self.cfg = loop.cfg.ladder
+        self.rungs = loop.cfg.rungs()
+        self._presets: dict[str, Preset] = {loop.preset.name: loop.preset}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cfg.rungs)
+
+    def preset(self, name: str) -> Preset:
+        if name not in self._presets:
+            extra = self.loop.cfg.presets_file
+            self._presets[name] = get_preset(name, None if extra is None else Path(extra))
+        return self._presets[name]
+
+    # -- the schedule -----------------------------------------------------------------------------
+
+    def step(self, experiments_done: int, force: bool = False) -> dict | None:
+        """Finish an open batch; then, when due (or `force`), decide and run the next. Returns the
+        batch run, None when nothing was due."""
+        batch = store.open_batch(self.db)
+        if batch is None:
+            last = store.last_batch(self.db)
+            seen = last["experiments_seen"] if last else 0
+            if not force and experiments_done - seen < self.cfg.promote_every:
+                return None
+            plan = self.decide()
+            batch = store.add_batch(self.db, experiments_done, plan)
+            _fault("commit:batch")
+        self.execute(batch)
+        return batch
+
+    def drain(self, experiments_done: int, max_batches: int = 100) -> int:
+        """Batches with no new experiments until one plans nothing: the study ends with verdicts."""
+        for n in range(max_batches):
+            batch = self.step(experiments_done, force=True)
+            if batch is None or not batch["plan"]:
+                return n
+        return max_batches
+
+    # -- deciding ---------------------------------------------------------------------------------
+
+    def decide(self) -> list[dict[str, Any]]:
+        posts = study_posteriors(self.study)
+        at = current_rungs(self.study)
+        held = quarantine.held_ids(self.db)
+        verified = set(self.db.architectures_with_runs(VERIFY, self.rungs[-1]))
+        plan = []
+        for index, rung in enumerate(self.rungs):
+            members = [posts[a] for a in posts if a in at and self._has_ok_run(a, rung)]
+            members.sort(key=lambda p: (-p.mean, -p.n, p.arch_id))
+            keep = math.ceil(self.cfg.top_fraction * len(members))
+            for rank, post in enumerate(members[:keep], start=1):
+                arch_id = post.arch_id
+                if at.get(arch_id) != rung or arch_id in held or self._failed_at(arch_id, rung):
+                    continue
+                why = (f"posterior {post.mean:.4f} [{post.lo:.4f}, {post.hi:.4f}] from {post.n} run(s): rank "
+                       f"{rank} of {len(members)} at {rung}, inside the top {self.cfg.top_fraction:g}")
+                have = len(self._seeds(arch_id, rung))
+                want = self.cfg.seeds_at(index)
+                if have < want:
+                    action, target, seeds = "seeds", rung, self._seed_list(want)
+                elif index + 1 < len(self.rungs):
+                    action, target, seeds = "promote", self.rungs[index + 1], self._seed_list(1)
+                elif self.cfg.verify and arch_id not in verified:
+                    action, target, seeds = "verify", rung, []
+                else:
+                    continue
+                plan.append({"architecture_id": arch_id, "action": action, "rung": target, "seeds": seeds,
+                             "reason": why, "posterior": post.as_dict()})
+        return plan
+
+    def _seed_list(self, count: int) -> list[int]:
+        return [self.loop.cfg.explore_seed + i for i in range(count)]
+
+    def _search_runs(self, arch_id: int, rung: str):
+        return [r for r in self.db.runs_for(arch_id, preset=rung) if r.stage in (EXPLORE, PROMOTE)]
+
+    def _seeds(self, arch_id: int, rung: str) -> set[int]:
+        return {r.seed for r in self._search_runs(arch_id, rung) if r.status == "ok"}
+
+    def _has_ok_run(self, arch_id: int, rung: str) -> bool:
+        return bool(self._seeds(arch_id, rung))
+
+    def _failed_at(self, arch_id: int, rung: str) -> bool:
+        return any(r.status != "ok" for r in self._search_runs(arch_id, rung))
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def execute(self, batch: dict[str, Any]) -> None:
+        """Store every run the plan asks for that is not stored yet, verify, mark the batch done."""
+        to_verify = []
+        for item in batch["plan"]:
+            if item["action"] == "verify":
+                to_verify.append(item["architecture_id"])
+                continue
+            rung = self.preset(item["rung"])
+            self.ensure_baseline(rung)
+            arch = self.db.architecture(item["architecture_id"])
+            stored = {r.seed for r in self._search_runs(arch.id, rung.name)}
+            for seed in item["seeds"]:
+                if seed in stored:
+                    continue
+                self.loop.events({"stage": f"ladder {item['action']}", "arch": arch.name, "rung": rung.name,
+                                  "seed": seed})
+                result = self.loop._evaluate(arch.code, seed, preset=rung)
+                self.db.add_run(arch.id, PROMOTE, result)
+                _fault("commit:promote")
+                if not result.ok:
+                    break  # a failed run stops this candidate's climb; the plan's other items go on
+        if to_verify:
+            from archscout.verify import Verifier
+
+            self.loop.events({"stage": "ladder verify", "n": len(to_verify)})
+            verifier = Verifier(self.study, self.loop.events)
+            verifier.run(preset=self.rungs[-1], ids=to_verify)
+        store.finish_batch(self.db, batch["batch"])
+
+    def ensure_baseline(self, rung: Preset) -> None:
+        """The baseline over the study's baseline seeds at this rung (stage explore), once; it sets
+        the monitor's references for candidates trained at the rung."""
+        if rung.name == self.loop.preset.name:
+            return
+        base = self.db.architecture(self.loop.baseline_id)
+        seeds = [self.loop.cfg.explore_seed + i for i in range(self.loop.cfg.baseline_seeds)]
+        done = {r.seed for r in self.db.runs_for(base.id, EXPLORE, rung.name) if r.status == "ok"}
+        for seed in seeds:
+            if seed in done:
+                continue
+            self.loop.events({"stage": "baseline", "rung": rung.name, "seed": seed, "of": len(seeds)})
+            result = self.loop._evaluate(base.code, seed, preset=rung)
+            if not result.ok:
+                raise BaselineFailed(f"the baseline failed at rung {rung.name} on seed {seed}: {result.failure.message}")
+            self.db.add_run(base.id, EXPLORE, result)
+        runs = [r.result for r in self.db.runs_for(base.id, EXPLORE, rung.name) if r.status == "ok"]
+        ref = baseline_ref_from_runs(runs)
+        first = next((r for r in runs if r.seed == self.loop.cfg.explore_seed), runs[0])
+        references = {name: {"train_curve": [p.model_dump() for p in t.train_curve], "step_time_s": t.step_time_s}
+                      for name, t in first.tasks.items()}
+        self.loop.rung_refs[rung.name] = (int(ref.params_mean) if ref.params_mean else None, references)
