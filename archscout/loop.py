@@ -37,6 +37,7 @@ from archscout.propose.novelty import MotivationIndex, normalized_hash
 from archscout.records import RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
+from archscout.store.claims import Claims
 from archscout.store.rows import Architecture, Experiment
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
@@ -74,6 +75,13 @@ class Loop:
         self.references: dict[str, dict] = {}
         self.motivations: MotivationIndex | None = None
         self._probed: dict[int, RunResult] = {}
+        # which open experiments this driver works on (store/claims.py): two drivers on one study
+        # never resume the same one
+        self.claims = Claims(self.db)
+        # parallel/driver.py sets these for `--workers N > 1`: evaluations run as Ray tasks and
+        # its scheduler replaces _run; None = the in-process path
+        self.remote: Callable[..., RunResult] | None = None
+        self.scheduler: Callable[[int, float | None], None] | None = None
 
     # -- baseline ---------------------------------------------------------------------------------
 
@@ -139,8 +147,13 @@ class Loop:
 
     def sample(self) -> Experiment:
         rng = self._rng(self.exps.next_seq(), "sample")
+        version = self.db.latest_pool_version()
         parent_id, reference_ids = pool.sample(self.db, self.policy, rng, preset=self.preset.name)
-        return self.exps.start(proposer=self.proposer.name, parent_id=parent_id, reference_ids=reference_ids)
+        with self.db.transaction() as tx:
+            exp = self.exps.start(proposer=self.proposer.name, parent_id=parent_id, reference_ids=reference_ids,
+                                  pool_version=version.version if version else None, conn=tx)
+            self.claims.take(exp.id, conn=tx)
+        return exp
 
     def propose(self, exp: Experiment) -> Experiment:
         ctx = self._context(exp)
@@ -362,7 +375,8 @@ class Loop:
             if self.experiments_counted() < budget:
                 self.team.preflight()
             self.ensure_baseline()
-            self._run(budget, deadline)
+            with self.claims.renewing():
+                (self.scheduler or self._run)(budget, deadline)
         except BudgetExhausted as err:
             # the open experiment stays where it was: raising the budget resumes it
             self.events({"stage": "budget", "note": str(err)})
@@ -370,7 +384,7 @@ class Loop:
         return self.exps.counts_by_state()
 
     def _run(self, budget: int, deadline: float | None) -> None:
-        for exp in self.exps.open_experiments():
+        for exp in self.claims.claim_open():
             self.events({"stage": "resume", "seq": exp.seq, "state": exp.state})
             self.run_experiment(exp)
         while self.experiments_counted() < budget:
@@ -418,12 +432,13 @@ class Loop:
         return random.Random(int.from_bytes(digest[:8], "big"))
 
     def _phase(self, phase: str, code: str, seed: int) -> RunResult:
+        options = dict(device=self.cfg.device, baseline_params=self.ref_params(), references=self.references,
+                       extra_paths=self.cfg.candidate_path_list(self.study.folder))
+        if self.remote is not None:
+            # the same sandboxed run as below, as a Ray task on whichever node has room (parallel/)
+            return self.remote(phase=phase, code=code, preset=self.preset, seed=seed, **options)
         with source_file(code) as path:
-            return run_phase(
-                phase, path, self.preset, seed, device=self.cfg.device,
-                baseline_params=self.ref_params(), references=self.references, progress=self._progress,
-                extra_paths=self.cfg.candidate_path_list(self.study.folder),
-            )
+            return run_phase(phase, path, self.preset, seed, progress=self._progress, **options)
 
     def _progress(self, event: dict) -> None:
         if "task" in event:

@@ -215,6 +215,11 @@ experiments = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("cost_usd", Float, nullable=True),  # migration 3: LLM spend of the proposal
+    # migration 7: the pool version the experiment was sampled from, and the driver working on it
+    # (owner id, lease expiry; store/claims.py) so two drivers never resume the same experiment
+    Column("pool_version", Integer, nullable=True),
+    Column("owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
 )
 
 experiment_events = Table(
