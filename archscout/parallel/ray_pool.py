@@ -30,6 +30,7 @@ import ray
 from ray import exceptions as rex
 
 from archscout.config import Preset
+from archscout.parallel import reaper
 from archscout.records import FailureKind, RunResult, code_hash, failed_result
 
 MAX_RETRIES = 2  # re-runs of an evaluation whose worker or node died, before `worker_lost`
@@ -88,9 +89,9 @@ class RayPool:
         self.max_retries = max_retries
         self._task = ray.remote(run_on_worker)
         self._lock = threading.Lock()
-        self._inflight: set = set()
+        self._inflight: dict = {}  # task ref -> phase
         self._closed = False
-        self.retried = 0  # evaluations re-submitted after a lost worker (Ray's own retries not counted)
+        self._reaper = None  # parallel/reaper.py's watchdog of an embedded cluster
 
     @classmethod
     def connect(cls, workers: int, preset: Preset, device: str = "auto", address: str | None = None,
@@ -109,13 +110,17 @@ class RayPool:
         options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
         if runtime_env:
             options["runtime_env"] = runtime_env
+        watchdog = None
         try:
             if address is None:
-                # only the CPUs we may use, and no dashboard: an embedded cluster is this driver's
+                # an embedded cluster is this driver's: nothing of it may outlive a killed driver
+                watchdog = reaper.start(os.getpid())
+                # only the CPUs we may use, and no dashboard
                 ray.init(num_cpus=local_cpus(), include_dashboard=False, **options)
             else:
                 ray.init(address=address, **options)
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            _stop_reaper(watchdog)
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise RayPoolError(f"cannot reach a Ray cluster at {address or 'this machine'}: {first}") from None
         total = ray.cluster_resources()
@@ -127,7 +132,9 @@ class RayPool:
         if gpus and total.get("GPU", 0) < 1:
             ray.shutdown()
             raise RayPoolError(f"device = cuda, but the Ray cluster at {address or 'this machine'} has no GPU")
-        return cls(workers, threads, gpus, embedded=address is None, max_retries=max_retries)
+        pool = cls(workers, threads, gpus, embedded=address is None, max_retries=max_retries)
+        pool._reaper = watchdog
+        return pool
 
     # -- one evaluation ---------------------------------------------------------------------------
 
@@ -141,7 +148,7 @@ class RayPool:
                 num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries,
                 retry_exceptions=False, name=f"archscout-{phase}",
             ).remote(payload)
-            self._inflight.add(ref)
+            self._inflight[ref] = phase
         try:
             return RunResult.model_validate_json(ray.get(ref))
         except rex.TaskCancelledError:
@@ -157,13 +164,17 @@ class RayPool:
             )
         finally:
             with self._lock:
-                self._inflight.discard(ref)
+                self._inflight.pop(ref, None)
 
     # -- the pool ---------------------------------------------------------------------------------
 
     def in_flight(self) -> int:
         with self._lock:
             return len(self._inflight)
+
+    def phases_in_flight(self) -> list[str]:
+        with self._lock:
+            return list(self._inflight.values())
 
     def cancel_all(self) -> int:
         """Stop accepting evaluations and cancel the running ones (force: the worker process is
@@ -182,3 +193,14 @@ class RayPool:
         """Leave the cluster; an embedded one stops with its workers (and their sandboxes)."""
         self.cancel_all()
         ray.shutdown()
+        _stop_reaper(self._reaper)
+
+
+def _stop_reaper(watchdog) -> None:
+    # closing the lifeline is the signal; it then kills whatever of the cluster is left
+    if watchdog is not None:
+        watchdog.stdin.close()
+        try:
+            watchdog.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - it is in its own session and exits on its own
+            pass

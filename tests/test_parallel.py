@@ -1,0 +1,195 @@
+"""`archscout run --workers N` on a real Ray (marked `ray`; select with `-m ray`): an embedded
+two-worker smoke study completes (SQLite, and PostgreSQL when ARCHSCOUT_TEST_PG_URL is set); a node
+removed from a two-node cluster mid-study costs at most that evaluation (`worker_lost`), not the
+study; a driver killed with evaluations in flight leaves no process behind and resumes with nothing
+lost or doubled; bad worker counts and addresses write nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from archscout.loop import Loop
+from archscout.store import open_study_db
+from archscout.study import open_study
+from test_loop import TEST_CONFIG, _check_consistent
+
+SMALL = {**TEST_CONFIG, "baseline_seeds": 1}
+
+
+def _cli(folder: Path, *args: str) -> list[str]:
+    sets = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
+    return [sys.executable, "-m", "archscout.cli", "run", "--study", str(folder), *sets, *args]
+
+
+@pytest.fixture
+def short_tmp():
+    """A short scratch folder: Ray puts its session's Unix sockets under TMPDIR, and their paths may
+    not exceed 107 bytes (pytest's tmp_path is too deep)."""
+    path = Path(tempfile.mkdtemp(prefix="as-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(scratch: Path) -> dict:
+    env = dict(os.environ)
+    env["TMPDIR"] = str(scratch)  # this test's sandboxes and Ray session files
+    env.pop("ARCHSCOUT_FAULT", None)
+    return env
+
+
+@pytest.mark.parametrize("args", [
+    ("--workers", "0"),
+    ("--workers", "100000"),  # x 1 thread (smoke): more CPUs than any test machine has
+    ("--workers", "2", "--ray-address", "127.0.0.1:1"),  # nothing listens on port 1
+    ("--workers", "2", "--ray-address", "no-port"),
+])
+def test_bad_workers_or_address_is_one_line_and_writes_nothing(tmp_path, short_tmp, args):
+    folder = tmp_path / "study"
+    proc = subprocess.run(_cli(folder, "--budget", "1", *args), capture_output=True, text=True, timeout=120,
+                          env=_env(short_tmp))
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not folder.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_run_a_smoke_study_to_completion(tmp_path, short_tmp, request, backend):
+    folder = tmp_path / "study"
+    db_args = ("--db", request.getfixturevalue("pg_url")) if backend == "postgresql" else ()
+    proc = subprocess.run(_cli(folder, "--budget", "3", "--workers", "2", *db_args), capture_output=True,
+                          text=True, timeout=800, env=_env(short_tmp))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_consistent(folder, 3)
+    handle = open_study(folder, create=False)
+    try:
+        rows = [handle.db.experiments.by_seq(i) for i in (1, 2, 3)]
+        # every experiment records the pool it was sampled from; the claims were released at the end
+        assert all(r.pool_version is not None for r in rows)
+        assert all(r.owner is None for r in rows)
+        # two in flight at once: the second started before the first finished
+        assert rows[1].started_at < rows[0].finished_at
+    finally:
+        handle.close()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+def test_a_node_removed_mid_study_fails_only_its_evaluation(tmp_path, short_tmp, monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    from archscout.parallel.driver import ParallelDriver
+    from archscout.parallel.ray_pool import RayPool
+
+    monkeypatch.setenv("TMPDIR", str(short_tmp))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker_node = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    handle = open_study(tmp_path / "study", {**SMALL, "budget": 3})
+    # no retries: the evaluation that was on the removed node must come back as worker_lost
+    pool = RayPool.connect(2, handle.preset, device="cpu", address=cluster.address, max_retries=0)
+    removed = threading.Event()
+
+    def remove_when_both_train():
+        # both nodes busy training (one CPU each): one of the two runs on the node removed
+        while not removed.is_set():
+            if pool.phases_in_flight().count("train") == 2:
+                cluster.remove_node(worker_node)
+                removed.set()
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=remove_when_both_train, daemon=True)
+    try:
+        loop = Loop(handle)
+        ParallelDriver(pool).attach(loop)
+        watcher.start()
+        counts = loop.run()
+        assert removed.is_set(), "the study ended before two evaluations trained at once"
+        assert sum(counts.values()) == 3 and handle.db.experiments.open_experiments() == []
+        assert handle.db.experiments.counts_by_failure().get("worker_lost", 0) >= 1
+    finally:
+        removed.set()
+        handle.close()
+        pool.shutdown()
+        cluster.shutdown()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+def test_driver_killed_with_evaluations_in_flight_resumes_without_loss_or_orphans(tmp_path, short_tmp):
+    folder = tmp_path / "study"
+    env = _env(short_tmp)
+    driver = subprocess.Popen(_cli(folder, "--budget", "3", "--workers", "2"), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # wait for an experiment being trained (checked: its training task is in flight) while
+        # sandboxed workers run under the driver's Ray workers
+        while True:
+            assert driver.poll() is None, driver.stderr.read()[-3000:]
+            if (folder / "study.db").exists():
+                db = open_study_db(folder)
+                try:
+                    states = [e.state for e in db.experiments.open_experiments()]
+                finally:
+                    db.close()
+                family = _descendants(driver.pid)
+                sandboxes = [p for p in family if "archscout.evaluate.worker" in " ".join(_cmdline(p))]
+                if "checked" in states and sandboxes:
+                    break
+            time.sleep(0.2)
+    finally:
+        family = _descendants(driver.pid)
+        names = [" ".join(_cmdline(p))[:80] for p in family]
+        driver.kill()
+        driver.wait()
+    assert any("raylet" in n for n in names), names
+    # Ray's processes, its agents and the sandboxes: none survives the driver (parallel/reaper.py)
+    deadline = time.monotonic() + 60
+    while (alive := [p for p in family if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == [], [(p.pid, _cmdline(p)) for p in alive]
+    final = subprocess.run(_cli(folder, "--budget", "3", "--workers", "2"), capture_output=True, text=True,
+                           timeout=800, env=env)
+    assert final.returncode == 0, final.stderr[-3000:]
+    _check_consistent(folder, 3)
+
+
+def _running(proc: psutil.Process) -> bool:
+    # a killed process reparented to an init that does not reap stays a zombie: it is dead
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_one_worker_never_imports_ray(tmp_path):
+    code = ("import sys; from pathlib import Path; from archscout.parallel import connect; "
+            f"assert connect(Path({str(tmp_path / 's')!r}), {{'preset': 'smoke'}}, 1, None) is None; "
+            "import archscout.loop, archscout.cli; assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert not (tmp_path / "s").exists()
