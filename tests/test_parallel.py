@@ -101,21 +101,25 @@ def test_a_node_removed_mid_study_fails_only_its_evaluation(tmp_path, short_tmp,
     pool = RayPool.connect(2, handle.preset, device="cpu", address=cluster.address, max_retries=0)
     removed = threading.Event()
 
-    def remove_when_both_train():
-        # both nodes busy training (one CPU each): one of the two runs on the node removed
+    def remove_when_both_run():
+        # two sandboxes running at once (one CPU per node): one of them is on the node removed. A
+        # task merely submitted may still be waiting to spill over to the second node.
         while not removed.is_set():
-            if pool.phases_in_flight().count("train") == 2:
-                cluster.remove_node(worker_node)
+            sandboxes = [p for p in psutil.process_iter(["cmdline"])
+                         if (p.info["cmdline"] or [])[1:3] == ["-m", "archscout.evaluate.worker"]
+                         and str(short_tmp) in " ".join(p.info["cmdline"])]
+            if len(sandboxes) == 2:
+                cluster.remove_node(worker_node, allow_graceful=False)
                 removed.set()
             time.sleep(0.05)
 
-    watcher = threading.Thread(target=remove_when_both_train, daemon=True)
+    watcher = threading.Thread(target=remove_when_both_run, daemon=True)
     try:
         loop = Loop(handle)
         ParallelDriver(pool).attach(loop)
         watcher.start()
         counts = loop.run()
-        assert removed.is_set(), "the study ended before two evaluations trained at once"
+        assert removed.is_set(), "the study ended before two evaluations ran at once"
         assert sum(counts.values()) == 3 and handle.db.experiments.open_experiments() == []
         assert handle.db.experiments.counts_by_failure().get("worker_lost", 0) >= 1
     finally:

@@ -67,7 +67,11 @@ class ParallelDriver:
         self.finished = 0  # experiments this driver carried to done or failed
 
     def attach(self, loop) -> None:
+        from archscout.store.claims import this_process_owner
+
         self.loop = loop
+        # the owner id carries the worker count, so `status` can tell busy from idle slots
+        loop.claims.owner = this_process_owner(self.workers)
         loop.remote = self.pool.evaluate
         loop.scheduler = self.run
         lock = threading.RLock()

@@ -37,17 +37,18 @@ from archscout.store.rows import Experiment
 DEFAULT_LEASE_S = 120.0
 
 
-def this_process_owner() -> str:
-    """`host:pid:start-time:random`: unique per driver process, and checkable on the same host."""
+def this_process_owner(workers: int = 1) -> str:
+    """`host:pid:start-time:random:workers`: unique per driver process, checkable on the same host,
+    and telling `status` how many evaluations the driver may run at once."""
     proc = psutil.Process(os.getpid())
-    return f"{socket.gethostname()}:{os.getpid()}:{int(proc.create_time())}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{int(proc.create_time())}:{uuid.uuid4().hex[:8]}:{workers}"
 
 
 def owner_is_dead(owner: str) -> bool:
     """True when `owner` names a process on this host that no longer runs (pid gone or reused).
     Owners on other hosts are never judged dead here: only their lease expiry frees their rows."""
     parts = owner.split(":")
-    if len(parts) != 4 or parts[0] != socket.gethostname():
+    if len(parts) not in (4, 5) or parts[0] != socket.gethostname():
         return False
     try:
         pid, started = int(parts[1]), int(parts[2])
@@ -59,6 +60,30 @@ def owner_is_dead(owner: str) -> bool:
         return True
     except psutil.Error:
         return False
+
+
+def activity(db) -> dict:
+    """What the live drivers are doing, from the claims alone (any machine can read it): drivers,
+    their worker slots busy and idle, experiments in flight, and experiments finished per hour
+    over the last hour."""
+    t = s.experiments
+    now = s.utcnow()
+    held = db.fetch_all(select(t.c.owner).where(and_(
+        t.c.state.not_in(TERMINAL), t.c.owner.is_not(None), t.c.lease_until >= now)), None)
+    per_owner: dict[str, int] = {}
+    for row in held:
+        if not owner_is_dead(row.owner):
+            per_owner[row.owner] = per_owner.get(row.owner, 0) + 1
+    slots = sum(_workers_of(o) for o in per_owner)
+    in_flight = sum(per_owner.values())
+    recent = db.fetch_all(select(t.c.id).where(t.c.finished_at >= now - timedelta(hours=1)), None)
+    return {"drivers": len(per_owner), "workers": slots, "busy": min(in_flight, slots),
+            "idle": max(0, slots - in_flight), "in_flight": in_flight, "per_hour_last_hour": len(recent)}
+
+
+def _workers_of(owner: str) -> int:
+    parts = owner.split(":")
+    return int(parts[4]) if len(parts) == 5 and parts[4].isdigit() else 1
 
 
 class Claims:
