@@ -410,6 +410,7 @@ class Loop:
         self.ensure_baseline()
         code = Path(path).read_text()
         exp = self.exps.start(proposer="user")
+        self.claims.take(exp.id)  # a driver running on the same study leaves it to us
         try:
             norm = normalized_hash(code)
         except SyntaxError as err:
@@ -422,7 +423,8 @@ class Loop:
                 experiment_id=exp.id, conn=tx,
             )
             exp = self.exps.advance(exp.id, "proposed", architecture_id=arch_id, conn=tx)
-        return self.run_experiment(exp)
+        with self.claims.renewing():
+            return self.run_experiment(exp)
 
     # -- helpers ----------------------------------------------------------------------------------
 
