@@ -77,7 +77,7 @@ def test_two_workers_run_a_smoke_study_to_completion_and_survive_a_killed_worker
         while driver.poll() is None and not killed:
             for proc in _descendants(driver.pid):
                 name = " ".join(_cmdline(proc))
-                if name.startswith("ray::run_on_worker") and any(
+                if name.startswith("ray::archscout-") and any(
                         "archscout.evaluate.worker" in " ".join(_cmdline(c)) for c in _descendants(proc.pid)):
                     proc.kill()
                     killed.append(proc.pid)

@@ -146,7 +146,7 @@ class RayPool:
                 raise Cancelled("the driver is stopping")
             ref = self._task.options(
                 num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries,
-                retry_exceptions=False, name=f"archscout-{phase}",
+                retry_exceptions=False, name=f"archscout-{phase}",  # also the worker's process title
             ).remote(payload)
             self._inflight[ref] = phase
         try:
