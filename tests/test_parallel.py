@@ -1,8 +1,9 @@
 """`archscout run --workers N` on a real Ray (marked `ray`; select with `-m ray`): an embedded
-two-worker smoke study completes (SQLite, and PostgreSQL when ARCHSCOUT_TEST_PG_URL is set); a node
-removed from a two-node cluster mid-study costs at most that evaluation (`worker_lost`), not the
-study; a driver killed with evaluations in flight leaves no process behind and resumes with nothing
-lost or doubled; bad worker counts and addresses write nothing."""
+two-worker smoke study completes (SQLite, and PostgreSQL when ARCHSCOUT_TEST_PG_URL is set), a Ray worker killed
+mid-evaluation is retried; a node removed from a two-node cluster mid-study costs at most that
+evaluation (`worker_lost`), not the study; a driver killed with evaluations in flight leaves no
+process behind and resumes with nothing lost or doubled; Ctrl-C cancels and releases; bad worker
+counts and addresses write nothing."""
 
 from __future__ import annotations
 
@@ -213,3 +214,47 @@ def test_one_worker_never_imports_ray(tmp_path):
             "import archscout.loop, archscout.cli; assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(600)
+def test_ctrl_c_cancels_the_tasks_and_releases_the_claims(tmp_path, short_tmp):
+    import signal
+
+    folder = tmp_path / "study"
+    # its own process group, as a terminal's Ctrl-C reaches the whole foreground group
+    driver = subprocess.Popen(_cli(folder, "--budget", "3", "--workers", "2"), env=_env(short_tmp),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while True:
+            assert driver.poll() is None, driver.stderr.read()[-3000:]
+            family = _descendants(driver.pid)
+            if any("archscout.evaluate.worker" in " ".join(_cmdline(p)) for p in family) and (folder / "study.db").exists():
+                db = open_study_db(folder)
+                try:
+                    started = db.experiments.open_experiments()
+                finally:
+                    db.close()
+                if started:
+                    break
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, err[-3000:]
+    assert "resume with: archscout run" in err
+    deadline = time.monotonic() + 60
+    while (alive := [p for p in family if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert alive == [], [(p.pid, _cmdline(p)) for p in alive]
+    db = open_study_db(folder)
+    try:
+        left = db.experiments.open_experiments()
+        # stopped, not failed: the open experiments wait, unclaimed, for the next run
+        assert left and all(e.owner is None for e in left)
+        # a cancelled evaluation is no failure of its candidate
+        assert not set(db.experiments.counts_by_failure()) & {"worker_lost", "killed", "crash", "exception"}
+    finally:
+        db.close()
