@@ -106,6 +106,8 @@ def run_cmd(
     proposer: Optional[str] = typer.Option(None, help="offline (genome mutations) | llm (the agents, configured in the llm table of study.toml)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set pool.cold_start=10"),
     db: Optional[str] = typer.Option(None, "--db", help="keep a new study in this database (postgresql+psycopg://user@host/db), shared by every driver that names it"),
+    workers: int = typer.Option(1, "--workers", help="evaluations at once, as Ray tasks (N > 1 starts Ray on this machine)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="attach to a running Ray cluster (HOST:PORT of `ray start --head`)"),
 ) -> None:
     """Start or resume a study: propose, check, train, score and analyse until the budget."""
     from archscout.evaluate.sandbox import SandboxError
@@ -134,6 +136,12 @@ def run_cmd(
     rules = StopRules(target_fitness=target_fitness, patience=patience, cpu_hours=cpu_hours)
     if problem := check_rules(rules, *budget_and_done(study, overrides), hours):
         fail(problem)
+    from archscout.parallel import ParallelError, connect
+
+    try:  # before the study is opened: a bad address or worker count writes nothing
+        ray_pool = connect(study, overrides, workers, ray_address)
+    except ParallelError as err:
+        fail(str(err))
     handle = _open(study, overrides, create=True)
     _say_isolation(console)
     team = None
@@ -150,6 +158,10 @@ def run_cmd(
     loop.stop_rules = rules
     view = RunView(console, handle.config.budget, loop.experiments_counted())
     loop.events = view.event
+    if ray_pool is not None:
+        from archscout.parallel.driver import ParallelDriver
+
+        ParallelDriver(ray_pool).attach(loop)
     from rich.live import Live
 
     ladder_view = None
@@ -171,6 +183,8 @@ def run_cmd(
         fail(f"{err} — nothing was lost; fix it and run the same command again to resume")
     finally:
         handle.close()
+        if ray_pool is not None:
+            ray_pool.shutdown()
     if loop.stopped_by:
         err_console.print(f"stopped before the budget: {loop.stopped_by}")
     if ladder_view is not None:

@@ -46,6 +46,7 @@ from archscout.propose.novelty import MotivationIndex, normalized_hash
 from archscout.records import ArchView, RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
+from archscout.store.claims import Claims
 from archscout.store.rows import Architecture, Experiment
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
@@ -85,6 +86,13 @@ class Loop:
         self.rung_refs: dict[str, tuple[int | None, dict]] = {}  # ladder rung -> (baseline params, references)
         self.ladder = Ladder(self)
         self.stop_rules = StopRules()
+        # which open experiments this driver works on (store/claims.py): two drivers on one study
+        # never resume the same one
+        self.claims = Claims(self.db)
+        # parallel/driver.py sets these for `--workers N > 1`: evaluations run as Ray tasks and
+        # its scheduler replaces _run; None = the in-process path
+        self.remote: Callable[..., RunResult] | None = None
+        self.scheduler: Callable[[int, float | None], None] | None = None
 
     # -- baseline ---------------------------------------------------------------------------------
 
@@ -150,8 +158,13 @@ class Loop:
 
     def sample(self) -> Experiment:
         rng = self._rng(self.exps.next_seq(), "sample")
+        version = self.db.latest_pool_version()
         parent_id, reference_ids = pool.sample(self.db, self.policy, rng, preset=self.preset.name)
-        return self.exps.start(proposer=self.proposer.name, parent_id=parent_id, reference_ids=reference_ids)
+        with self.db.transaction() as tx:
+            exp = self.exps.start(proposer=self.proposer.name, parent_id=parent_id, reference_ids=reference_ids,
+                                  pool_version=version.version if version else None, conn=tx)
+            self.claims.take(exp.id, conn=tx)
+        return exp
 
     def propose(self, exp: Experiment) -> Experiment:
         ctx = self._context(exp)
@@ -396,7 +409,8 @@ class Loop:
             if self.experiments_counted() < budget:
                 self.team.preflight()
             self.ensure_baseline()
-            self._run(budget, deadline)
+            with self.claims.renewing():
+                (self.scheduler or self._run)(budget, deadline)
         except BudgetExhausted as err:
             # the open experiment stays where it was: raising the budget resumes it
             self.events({"stage": "budget", "note": str(err)})
@@ -404,7 +418,7 @@ class Loop:
         return self.exps.counts_by_state()
 
     def _run(self, budget: int, deadline: float | None) -> None:
-        for exp in self.exps.open_experiments():
+        for exp in self.claims.claim_open():
             self.events({"stage": "resume", "seq": exp.seq, "state": exp.state})
             self.run_experiment(exp)
         if self.ladder.enabled:
@@ -416,20 +430,29 @@ class Loop:
                 break
             exp = self.sample()
             self.events({"stage": "start", "seq": exp.seq})
-            exp = self.run_experiment(exp)
-            every = self.cfg.verify.every
-            if every and self.experiments_counted() % every == 0:
-                from archscout.verify import Verifier
+            self.after(self.run_experiment(exp))
+        self.wind_down()
 
-                self.events({"stage": "verification pass"})
-                Verifier(self.study, self.events).run()
-            if self.ladder.enabled:
-                self.ladder.step(self.experiments_counted())
-            top = self.db.top_scores(EXPLORE, self.preset.name, 1)
-            self.events({
-                "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
-                "best": top[0][1] if top else None,
-            })
+    def after(self, exp: Experiment) -> None:
+        """What follows every finished experiment, serial or parallel (parallel/driver.py): the
+        periodic verification pass, a due ladder batch, the end event."""
+        every = self.cfg.verify.every
+        if every and self.experiments_counted() % every == 0:
+            from archscout.verify import Verifier
+
+            self.events({"stage": "verification pass"})
+            Verifier(self.study, self.events).run()
+        if self.ladder.enabled:
+            self.ladder.step(self.experiments_counted())
+        top = self.db.top_scores(EXPLORE, self.preset.name, 1)
+        self.events({
+            "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
+            "best": top[0][1] if top else None,
+        })
+
+    def wind_down(self) -> None:
+        """After the last experiment: record why the study stopped; a ladder study drains its
+        promotions so that it ends with verdicts (unless time or compute ran out)."""
         self.stopped_by = self.stopped_by or self.stopper.reason
         if self.ladder.enabled and not self.stopper.out_of_compute():
             self.ladder.drain(self.experiments_counted())
@@ -439,6 +462,7 @@ class Loop:
         self.ensure_baseline()
         code = Path(path).read_text()
         exp = self.exps.start(proposer="user")
+        self.claims.take(exp.id)  # a driver running on the same study leaves it to us
         try:
             norm = normalized_hash(code)
         except SyntaxError as err:
@@ -451,7 +475,8 @@ class Loop:
                 experiment_id=exp.id, conn=tx,
             )
             exp = self.exps.advance(exp.id, "proposed", architecture_id=arch_id, conn=tx)
-        return self.run_experiment(exp)
+        with self.claims.renewing():
+            return self.run_experiment(exp)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -474,11 +499,17 @@ class Loop:
         # at another ladder rung the monitor compares against that rung's baseline (ladder.py)
         params, references = (self.ref_params(), self.references) if preset is None or preset.name == self.preset.name \
             else self.rung_refs.get(preset.name, (None, {}))
-        return evaluate(
-            code, preset or self.preset, seed, probed=probed, on_checked=on_checked, device=self.cfg.device,
-            baseline_params=params, references=references, progress=self._progress,
-            extra_paths=self.cfg.candidate_path_list(self.study.folder),
-        )
+        options = dict(device=self.cfg.device, baseline_params=params, references=references,
+                       extra_paths=self.cfg.candidate_path_list(self.study.folder))
+        if self.remote is not None:
+            # the same sandboxed child, as a Ray task on whichever node has room (parallel/); the probe
+            # report comes back with the result, so `checked` commits when the task returns
+            result, report = self.remote(code=code, preset=preset or self.preset, seed=seed, probed=probed, **options)
+            if report is not None and on_checked is not None:
+                on_checked(report)
+            return result
+        return evaluate(code, preset or self.preset, seed, probed=probed, on_checked=on_checked,
+                        progress=self._progress, **options)
 
     def ref_params(self) -> int | None:
         if self.ref is None or self.ref.params_mean is None:

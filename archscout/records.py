@@ -46,6 +46,7 @@ class FailureKind(str, Enum):
     exception = "exception"  # uncaught exception outside the classified cases
     invalid_result = "invalid_result"  # the child's result is missing, forged or corrupt
     forbidden = "forbidden"  # network/filesystem attempt the sandbox detected
+    worker_lost = "worker_lost"  # the Ray worker or node running the evaluation died (retries spent)
 
 
 class Failure(BaseModel):

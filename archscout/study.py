@@ -72,6 +72,15 @@ class LadderConfig(BaseModel):
         return self.seeds if isinstance(self.seeds, int) else self.seeds[rung]
 
 
+class RayConfig(BaseModel):
+    """Where `archscout run` evaluates in parallel (parallel/): `--ray-address` overrides address."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str | None = None  # HOST:PORT of a running cluster's head; None = Ray embedded here
+    runtime_env: dict[str, Any] | None = None  # Ray's runtime_env for the workers (env_vars, pip...)
+    max_retries: int = Field(2, ge=0)  # re-runs of an evaluation whose worker or node died
+
+
 class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
@@ -98,6 +107,7 @@ class StudyConfig(BaseModel):
     # a SQLAlchemy URL (postgresql+psycopg://user@host/db) that keeps the study's database outside the
     # folder, shared by drivers on several machines; None = study.db inside the study folder
     db_url: str | None = None
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("db_url")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from archscout.analyze.seedstats import seed_stats
 from archscout.isolation import summary as isolation_summary
 from archscout import quarantine
+from archscout.store import claims
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 
@@ -89,6 +90,8 @@ def status(study: StudyHandle) -> dict[str, Any]:
             "by_state": by_state,
             "failed_by_reason": study.db.experiments.counts_by_failure(),
         },
+        # drivers and their workers, from the experiments' claims (store/claims.py)
+        "workers": claims.activity(study.db),
         "baseline": baseline_noise(study),
         "pool": {"version": pool.version, "size": len(pool.members)} if pool else None,
         "best": best_architectures(study),

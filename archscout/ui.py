@@ -123,6 +123,7 @@ class RunView:
             TextColumn("{task.fields[info]}"), console=console,
         )
         self.task_bars: dict[str, int] = {}
+        self.workers = ""  # the parallel driver's line (--workers N)
 
     def event(self, event: dict) -> None:
         import time
@@ -143,6 +144,11 @@ class RunView:
             self._reset_bars()
         elif stage == "pool":
             self.console.print(f"  pool re-ranked: version {event['version']}, {event['size']} members", highlight=False)
+        elif stage == "workers":
+            # parallel/driver.py: the Ray workers' slots; shown under the stage line
+            rate = f" · {event['per_hour']:.0f} experiments/h" if event.get("per_hour") else ""
+            self.workers = f"workers {event['busy']} busy / {event['idle']} idle · {event['in_flight']} evaluations in flight{rate}"
+            return
         elif stage == "resume":
             self.stage = f"resuming experiment {event['seq']} from '{event['state']}'"
         elif stage:
@@ -178,6 +184,8 @@ class RunView:
             f"[green]done[/] {self.counts.get('done', 0)}", f"[red]failed[/] {self.counts.get('failed', 0)}",
             f"[bold]best fitness[/] {_fmt(self.best)}", f"[bold]ETA[/] {eta}",
         )
+        if self.workers:
+            return Group(head, Text(f"  {self.workers}", style="dim"), self.bar)
         return Group(head, self.bar)
 
 
@@ -188,6 +196,10 @@ def render_status(console: Console, data: dict) -> None:
                  f"{exp['failed']} failed, {exp['in_progress']} in progress")
     if exp["failed_by_reason"]:
         head.add_row("failures", ", ".join(f"{k} {v}" for k, v in sorted(exp["failed_by_reason"].items())))
+    if data.get("workers"):
+        w = data["workers"]
+        head.add_row("workers", f"{w['busy']} busy, {w['idle']} idle on {w['drivers']} live driver(s); "
+                     f"{w['in_flight']} in flight; {w['per_hour_last_hour']} finished in the last hour")
     if data["pool"]:
         head.add_row("pool", f"version {data['pool']['version']}, {data['pool']['size']} members")
     base = data["baseline"]

@@ -79,9 +79,11 @@ class Experiments:
         parent_id: int | None = None,
         reference_ids: list[int] | None = None,
         note: str = "",
+        pool_version: int | None = None,
         conn: Connection | None = None,
     ) -> Experiment:
-        """Create the next experiment in state `sampled` (its parent and references are chosen)."""
+        """Create the next experiment in state `sampled` (its parent and references are chosen from
+        pool version `pool_version`)."""
         now = s.utcnow()
         with self.db.writing(conn) as c:
             # computed inside the write transaction, with the counter locked (see lock_counter), so
@@ -94,6 +96,7 @@ class Experiments:
                 parent_id=parent_id,
                 reference_ids=list(reference_ids or []),
                 proposer=proposer,
+                pool_version=pool_version,
                 started_at=now,
                 updated_at=now,
             )

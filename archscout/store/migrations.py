@@ -281,6 +281,14 @@ def ladder_tables(conn: Connection) -> None:
     ).create(conn)
 
 
+def experiment_claims(conn: Connection) -> None:
+    """Version 9: experiments.pool_version (the pool an experiment was sampled from) and the claim
+    columns owner / lease_until (store/claims.py: which driver works on an open experiment)."""
+    _add_column(conn, "experiments", Column("pool_version", Integer, nullable=True))
+    _add_column(conn, "experiments", Column("owner", String(128), nullable=True))
+    _add_column(conn, "experiments", Column("lease_until", UTCDateTime, nullable=True))
+
+
 def _add_column(conn: Connection, table: str, column: Column) -> None:
     # SQLAlchemy Core has no ADD COLUMN construct; this statement is the same on SQLite and
     # PostgreSQL once the type is compiled for the connection's dialect and the names quoted
@@ -301,6 +309,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "external_results", external_results),
     Migration(7, "experiment_probe_report", experiment_probe_report),
     Migration(8, "ladder_tables", ladder_tables),
+    Migration(9, "experiment_claims", experiment_claims),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -105,6 +105,9 @@ class Experiment(BaseModel):
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    pool_version: int | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
 
     @property
     def terminal(self) -> bool:

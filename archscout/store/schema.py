@@ -219,6 +219,11 @@ experiments = Table(
     # migration 7: the passed probe report (RunResult JSON) of the file the experiment was checked
     # with; kept here rather than as a run row, which every statistic over runs would then count
     json_column("probe_report", nullable=True),
+    # migration 9: the pool version the experiment was sampled from, and the driver working on it
+    # (owner id, lease expiry; store/claims.py) so two drivers never resume the same experiment
+    Column("pool_version", Integer, nullable=True),
+    Column("owner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
 )
 
 experiment_events = Table(
