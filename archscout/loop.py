@@ -47,7 +47,8 @@ from archscout.records import ArchView, RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
 from archscout.store.claims import Claims
-from archscout.store.rows import Architecture, Experiment
+from archscout.store.rows import Experiment
+from archscout.store.views import arch_view
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 from archscout.team import OfflineTeam, ResearchTeam
@@ -530,19 +531,7 @@ class Loop:
 
     def _view(self, arch_id: int | None) -> ArchView | None:
         """The one view of an architecture the stages get (proposer context, analysts, judges)."""
-        if arch_id is None:
-            return None
-        arch: Architecture = self.db.architecture(arch_id)
-        runs = [r for r in self.db.runs_for(arch_id, EXPLORE, self.preset.name) if r.status == "ok"]
-        run = next((r for r in runs if r.seed == self.cfg.explore_seed), runs[0] if runs else None)
-        score = self.db.score(arch_id, EXPLORE, self.preset.name)
-        analyses = self.db.analyses_for(arch_id)
-        return ArchView(
-            id=arch.id, name=arch.name, code=arch.code, motivation=arch.motivation, genome=arch.genome,
-            fitness=score.fitness if score else None, val_loss=run.val_loss if run else None,
-            benchmark=run.benchmark if run else None, tokens_per_s=run.tokens_per_s if run else None,
-            params=run.params if run else None, analysis=analyses[-1].text if analyses else "",
-        )
+        return arch_view(self.db, arch_id, self.preset.name, self.cfg.explore_seed)
 
     def _motivation_index(self) -> MotivationIndex:
         if self.motivations is None:

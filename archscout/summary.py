@@ -15,6 +15,7 @@ from archscout.isolation import summary as isolation_summary
 from archscout import quarantine
 from archscout.store import claims
 from archscout.store.schema import Stage
+from archscout.store.views import arch_view
 from archscout.study import StudyHandle
 
 EXPLORE = Stage.EXPLORE
@@ -158,14 +159,13 @@ def architecture(study: StudyHandle, arch_id: int, with_trace: bool = False) -> 
             parent.code.splitlines(), arch.code.splitlines(), f"{parent.name}.py", f"{arch.name}.py", lineterm="",
         ))
     score = db.score(arch_id, EXPLORE, study.preset.name)
+    # the stages' view of it (metrics of the exploration run at the study's seed), then what only
+    # `show` and the dashboard add
+    view = arch_view(db, arch_id, study.preset.name, study.config.explore_seed)
     return {
-        "id": arch.id,
-        "name": arch.name,
+        **view.model_dump(exclude={"analysis"}),
         "origin": arch.origin,
         "parent": {"id": parent.id, "name": parent.name} if parent else None,
-        "motivation": arch.motivation,
-        "genome": arch.genome,
-        "code": arch.code,
         "diff": diff,
         "runs": [
             {"stage": r.stage, "preset": r.preset, "seed": r.seed, "status": r.status, "failure": r.failure_kind,
