@@ -161,8 +161,8 @@ def test_driver_killed_with_evaluations_in_flight_resumes_without_loss_or_orphan
     driver = subprocess.Popen(_cli(folder, "--budget", "3", "--workers", "2"), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        # wait for an experiment being trained (checked: its training task is in flight) while
-        # sandboxed workers run under the driver's Ray workers
+        # wait for an experiment whose evaluation is in flight (proposed: with Ray its `checked` state
+        # commits when the task returns) while sandboxed workers run under the driver's Ray workers
         while True:
             assert driver.poll() is None, driver.stderr.read()[-3000:]
             if (folder / "study.db").exists():
@@ -173,7 +173,7 @@ def test_driver_killed_with_evaluations_in_flight_resumes_without_loss_or_orphan
                     db.close()
                 family = _descendants(driver.pid)
                 sandboxes = [p for p in family if "archscout.evaluate.worker" in " ".join(_cmdline(p))]
-                if "checked" in states and sandboxes:
+                if "proposed" in states and sandboxes:
                     break
             time.sleep(0.2)
     finally:
