@@ -19,6 +19,12 @@ probe failure goes back to the planner and a failed training run to the debugger
 (the experiment is revised to the new file, the old one keeps its failed run), the judge's score
 enters fitness and the Analyst's text joins the statistical one. An LLM budget reached stops the
 study with the open experiment resumable.
+
+Around the experiments: after each one (`after`), a due ladder batch (ladder.py) gives the best
+candidates of each rung more seeds and the next rung, and the stopping rules (stopping.py) are asked
+before the next is sampled; `wind_down` records why the study stopped and drains the ladder. With
+`--workers N` the scheduler of parallel/driver.py replaces `_run` and `_evaluate` runs on Ray; the
+stages are the same.
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ class Loop:
         self.claims = Claims(self.db)
         # parallel/driver.py sets these for `--workers N > 1`: evaluations run as Ray tasks and
         # its scheduler replaces _run; None = the in-process path
-        self.remote: Callable[..., RunResult] | None = None
+        self.remote: Callable[..., tuple[RunResult, RunResult | None]] | None = None
         self.scheduler: Callable[[int, float | None], None] | None = None
 
     # -- baseline ---------------------------------------------------------------------------------
