@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from archscout import quarantine
+from archscout.faults import fault as _fault
 from archscout.analyze.fitness import baseline_ref_from_runs
 from archscout.analyze.posterior import Posterior, posteriors_from_db
 from archscout.config import Preset, get_preset
@@ -42,14 +43,6 @@ EXPLORE, PROMOTE, VERIFY = Stage.EXPLORE, Stage.PROMOTE, Stage.VERIFY
 
 class BaselineFailed(RuntimeError):
     """The study's baseline itself failed (at any rung): nothing can be scored against it."""
-
-
-def _fault(point: str) -> None:
-    import os
-    import signal
-
-    if os.environ.get("ARCHSCOUT_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def study_posteriors(study: StudyHandle) -> dict[int, Posterior]:

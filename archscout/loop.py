@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import os
 import random
-import signal
 import time
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from archscout import quarantine
+from archscout.faults import fault as _fault
 from archscout.analyze.analyst import analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
 from archscout.config import Preset
@@ -64,12 +63,6 @@ EXPLORE = Stage.EXPLORE
 
 
 # BaselineFailed lives in ladder.py (the ladder evaluates the baseline at its rungs too)
-
-
-def _fault(point: str) -> None:
-    """Test hook: `ARCHSCOUT_FAULT=point` SIGKILLs this process there (crash-resume tests)."""
-    if os.environ.get("ARCHSCOUT_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Loop:
