@@ -134,7 +134,9 @@ def run_cmd(
     from archscout.stopping import StopRules, budget_and_done, check_rules
 
     rules = StopRules(target_fitness=target_fitness, patience=patience, cpu_hours=cpu_hours)
-    if problem := check_rules(rules, *budget_and_done(study, overrides), hours):
+    # the study's budget and count matter only to a patience no run could reach
+    counts = budget_and_done(study, overrides) if patience is not None else ()
+    if problem := check_rules(rules, *counts, hours):
         fail(problem)
     from archscout.parallel import ParallelError, connect
 

@@ -55,14 +55,16 @@ def budget_and_done(folder, overrides: dict) -> tuple[int, int]:
     without a study database has none (a study kept in PostgreSQL is counted as 0 here)."""
     from pathlib import Path
 
-    from archscout.store.db import open_study_db
+    from archscout.store.db import StudyDB
+    from archscout.store.engine import make_read_only_engine
     from archscout.study import load_config
 
     config = load_config(Path(folder), overrides)
     db_file = Path(folder) / "study.db"
     if config.db_url or not db_file.exists():
         return config.budget, 0
-    db = open_study_db(db_file)
+    # read-only: the checks come before the study is opened, so an old schema is not migrated here
+    db = StudyDB(make_read_only_engine(db_file))
     try:
         return config.budget, sum(db.experiments.counts_by_state().values())
     finally:
