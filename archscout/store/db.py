@@ -21,8 +21,12 @@ Idempotence, which resume relies on:
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,38 @@ def open_study_db(
     return StudyDB(engine)
 
 
+# bound parameters per IN (...) list: under SQLite's oldest limit of 999 variables per statement
+IN_CHUNK = 500
+# architectures whose contents StudyDB keeps in memory (least recently used go first): the pool's
+# members, their children and the recent proposals fit; a study of 100k does not have to
+CONTENTS_CACHE = 4096
+
+
+def chunks(ids: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
+    """`ids` in slices short enough for one IN (...) list."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+@dataclass(frozen=True)
+class ArchContents:
+    """What never changes about a stored architecture (its code, name, motivation, genome), unlike
+    its parent (an import may link it later), runs, scores and analyses."""
+
+    id: int
+    name: str
+    code: str
+    motivation: str
+    origin: str
+    norm_hash: str | None
+    _genome: dict[str, Any] | None
+
+    @property
+    def genome(self) -> dict[str, Any] | None:
+        # a copy: the cached one is shared by every caller
+        return copy.deepcopy(self._genome)
+
+
 def _check(value: str, allowed: Sequence[str], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
@@ -73,6 +109,8 @@ class StudyDB:
         self.engine = engine
         self.experiments = Experiments(self)
         self.ledger = Ledger(self)
+        self._contents: OrderedDict[int, ArchContents] = OrderedDict()
+        self._contents_lock = threading.Lock()  # the parallel driver's threads share one StudyDB
 
     def close(self) -> None:
         self.engine.dispose()
@@ -201,6 +239,39 @@ class StudyDB:
         row = self.fetch_one(select(s.architectures).where(s.architectures.c.id == arch_id), conn)
         return None if row is None else Architecture.model_validate(row._mapping)
 
+    def architecture_contents(
+        self, arch_ids: Iterable[int], *, conn: Connection | None = None, committed: bool | None = None
+    ) -> dict[int, ArchContents]:
+        """{id: contents} of the stored architectures among `arch_ids`, from memory where cached.
+
+        Only committed rows are cached (a committed architecture is never changed or deleted; its
+        parent, which an import may set later, is not part of the contents): rows read in a
+        transaction of our own, or through a `conn` the caller vouches for with `committed=True`
+        (a read-only transaction it opened). A row seen inside a write transaction may be rolled
+        back and its id reused (SQLite), so by default rows read through `conn` are not cached.
+        """
+        ids = list(dict.fromkeys(arch_ids))
+        with self._contents_lock:
+            out = {i: self._contents[i] for i in ids if i in self._contents}
+            for i in out:
+                self._contents.move_to_end(i)
+        missing = [i for i in ids if i not in out]
+        if not missing:
+            return out
+        t = s.architectures
+        cols = (t.c.id, t.c.name, t.c.code, t.c.motivation, t.c.origin, t.c.norm_hash, t.c.genome)
+        fresh = {}
+        with self.reading(conn) as c:
+            for part in chunks(missing):
+                for r in c.execute(select(*cols).where(t.c.id.in_(part))):
+                    fresh[r.id] = ArchContents(r.id, r.name, r.code, r.motivation, r.origin, r.norm_hash, r.genome)
+        if committed if committed is not None else conn is None:
+            with self._contents_lock:
+                self._contents.update(fresh)
+                while len(self._contents) > CONTENTS_CACHE:
+                    self._contents.popitem(last=False)
+        return out | fresh
+
     def architecture_by_code_hash(
         self, code_hash_: str, *, conn: Connection | None = None
     ) -> Architecture | None:
@@ -229,6 +300,31 @@ class StudyDB:
             .order_by(s.architectures.c.id)
         )
         return [Architecture.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
+
+    def parent_ids(self, arch_ids: Iterable[int], *, conn: Connection | None = None) -> dict[int, int | None]:
+        """{id: parent id} of the stored architectures among `arch_ids` (the parent is read fresh:
+        an import may link it after the architecture was stored)."""
+        t = s.architectures
+        ids = list(dict.fromkeys(arch_ids))
+        out: dict[int, int | None] = {}
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                out.update((r.id, r.parent_id) for r in c.execute(select(t.c.id, t.c.parent_id).where(t.c.id.in_(part))))
+        return out
+
+    def scored_children(
+        self, arch_id: int, stage: str, preset: str, *, conn: Connection | None = None
+    ) -> list[int]:
+        """Ids of `arch_id`'s children that have a score at (stage, preset), in id order (the
+        analyst's siblings: one indexed join instead of every child's rows)."""
+        a, sc = s.architectures, s.scores
+        stmt = (
+            select(a.c.id)
+            .join(sc, (sc.c.architecture_id == a.c.id) & (sc.c.stage == stage) & (sc.c.preset == preset))
+            .where(a.c.parent_id == arch_id)
+            .order_by(a.c.id)
+        )
+        return [r.id for r in self.fetch_all(stmt, conn)]
 
     def all_motivations(self, *, conn: Connection | None = None) -> list[tuple[int, str]]:
         """(id, motivation) of every architecture with one, oldest first: rebuilds the novelty index."""
