@@ -190,14 +190,14 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
         judge = BASELINE_JUDGE if config.judge == "llm" else None
         base_fit[rung] = [compute_fitness(r, refs[rung], config, judge_score=judge).fitness for r in runs]
     held = held_ids(db)
-    ids = arch_ids if arch_ids is not None else _searched_ids(db, rungs)
+    ids = [i for i in (arch_ids if arch_ids is not None else _searched_ids(db, rungs)) if i != baseline_id and i not in held]
+    # every candidate's search runs in one set-based read (not one query per candidate)
+    searched = db.ok_runs_by_architecture(ids, SEARCH_STAGES, list(refs))
     out: dict[int, list[tuple[str, float]]] = {}
     for arch_id in ids:
-        if arch_id == baseline_id or arch_id in held:
-            continue
         judge = _judge(db, arch_id) if config.judge == "llm" else None
         obs = []
-        for run in db.runs_for(arch_id):
+        for run in searched.get(arch_id, []):
             if run.stage in SEARCH_STAGES and run.status == "ok" and run.preset in refs and run.val_loss is not None:
                 obs.append((run.preset, compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness))
         if obs:

@@ -376,6 +376,34 @@ class StudyDB:
         stmt = stmt.order_by(t.c.stage, t.c.preset, t.c.seed)
         return [Run.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
 
+    def ok_runs_by_architecture(
+        self,
+        arch_ids: Iterable[int],
+        stages: Sequence[str],
+        presets: Sequence[str],
+        *,
+        conn: Connection | None = None,
+    ) -> dict[int, list[Run]]:
+        """{architecture id: its ok runs with a val loss at any of `stages` and `presets`}, each list
+        in runs_for's order (stage, preset, seed): what the posterior reads of every candidate,
+        in one set-based query per IN-list chunk instead of one query per candidate."""
+        t = s.runs
+        ids = sorted(set(arch_ids))
+        out: dict[int, list[Run]] = {}
+        if not ids or not stages or not presets:
+            return out
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                stmt = (
+                    select(t)
+                    .where(t.c.architecture_id.in_(part), t.c.stage.in_(list(stages)),
+                           t.c.preset.in_(list(presets)), t.c.status == "ok", t.c.val_loss.is_not(None))
+                    .order_by(t.c.architecture_id, t.c.stage, t.c.preset, t.c.seed)
+                )
+                for r in c.execute(stmt):
+                    out.setdefault(r.architecture_id, []).append(Run.model_validate(r._mapping))
+        return out
+
     def architectures_with_runs(self, stage: str, preset: str, *, conn: Connection | None = None) -> list[int]:
         """Ids of architectures with at least one run at (stage, preset), in id order."""
         t = s.runs

@@ -1,5 +1,6 @@
-"""store/views.py: the batched architecture views equal the one-at-a-time definition, and the
-contents cache behind them never serves stale or rolled-back data."""
+"""The store's set-based reads equal their one-at-a-time definitions: architecture views
+(store/views.py) and the contents cache behind them, which never serves stale or rolled-back data;
+siblings; parents; the posterior's runs."""
 
 from __future__ import annotations
 
@@ -129,3 +130,26 @@ def test_scored_children_are_the_childrens_ids_with_a_score_at_the_stage_and_pre
     db.add_score(other, "explore", PRESET, 0.9, {})
     assert db.scored_children(root, "explore", PRESET) == [kids[0], kids[2]]
     assert db.scored_children(other, "explore", PRESET) == []
+
+
+def test_ok_runs_by_architecture_equals_runs_for_filtered(db):
+    a = db.add_architecture("a = 1", name="a", origin="offline")
+    b = db.add_architecture("b = 1", name="b", origin="offline")
+    quiet = db.add_architecture("q = 1", name="q", origin="offline")
+    for arch, stage, preset, seed in [(a, "explore", PRESET, 0), (a, "promote", PRESET, 2), (a, "promote", PRESET, 1),
+                                      (a, "promote", "nano", 0), (a, "verify", PRESET, 0), (b, "explore", "tiny", 0),
+                                      (b, "explore", PRESET, 4)]:
+        db.add_run(arch, stage, run(seed, 1.0 + seed, preset=preset))
+    db.add_run(b, "explore", failed_result(candidate_hash="h", preset=PRESET, seed=0, kind=FailureKind.nan, message="x"))
+    db.add_run(quiet, "verify", run(0, 1.0))
+    stages, presets = ("explore", "promote"), [PRESET, "nano"]
+    got = db.ok_runs_by_architecture([b, a, quiet, a + 1000], stages, presets)
+
+    def wanted(arch_id):
+        return [r for r in db.runs_for(arch_id) if r.stage in stages and r.preset in presets
+                and r.status == "ok" and r.val_loss is not None]
+
+    assert got == {a: wanted(a), b: wanted(b)}
+    assert [(r.stage, r.preset, r.seed) for r in got[a]] == [
+        ("explore", PRESET, 0), ("promote", "nano", 0), ("promote", PRESET, 1), ("promote", PRESET, 2)]
+    assert db.ok_runs_by_architecture([], stages, presets) == {}
