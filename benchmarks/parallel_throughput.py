@@ -7,11 +7,15 @@
 2. The driver's capacity: the real loop (sampling, offline proposals, novelty, scoring, analysis,
    pool updates, every database write) with each evaluation replaced by a stand-in Ray task that
    sleeps `--sleep` seconds and returns a real smoke result, on a local Ray cluster of `--slots`
-   logical CPUs. Prints experiments completed per second and the driver process's CPU share
-   (CPU seconds / wall seconds; 1.0 = one core busy).
+   logical CPUs (their worker processes started before the clock). Prints experiments completed per
+   second and the driver process's CPU share (CPU seconds / wall seconds; 1.0 = one core busy).
+3. `--profile N`: the same loop for N experiments, serial, with an evaluation that returns the
+   canned result at once (no Ray), under cProfile: the driver's own cost per experiment and where
+   it goes.
 
     python benchmarks/parallel_throughput.py [--preset smoke] [--budget 6] [--workers 2]
     python benchmarks/parallel_throughput.py --capacity-only [--slots 64] [--sleep 0.5] [--experiments 400]
+    python benchmarks/parallel_throughput.py --profile 200   # the driver's cost per experiment, cProfiled
 
 On a shared machine the figures vary with what else runs: say so next to them.
 """
@@ -115,6 +119,9 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
             return _stand_in_result(canned, code, seed, probed)
 
     ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
+    # every slot's worker process started before the clock: on a small machine, starting 64 Python
+    # workers takes longer than the measurement and would be counted as the driver's slowness
+    ray.get([stand_in.remote(1.0) for _ in range(slots)])
     handle = _capacity_study(scratch / "capacity", experiments)
     try:
         loop = Loop(handle)
