@@ -27,8 +27,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -92,6 +93,17 @@ class ArchContents:
     def genome(self) -> dict[str, Any] | None:
         # a copy: the cached one is shared by every caller
         return copy.deepcopy(self._genome)
+
+
+class RunKey(NamedTuple):
+    """Which run, and which version of it (its `created_at`), without its result."""
+
+    id: int
+    architecture_id: int
+    stage: str
+    preset: str
+    seed: int
+    created_at: datetime
 
 
 def _check(value: str, allowed: Sequence[str], what: str) -> None:
@@ -376,32 +388,45 @@ class StudyDB:
         stmt = stmt.order_by(t.c.stage, t.c.preset, t.c.seed)
         return [Run.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
 
-    def ok_runs_by_architecture(
+    def ok_run_keys(
         self,
         arch_ids: Iterable[int],
         stages: Sequence[str],
         presets: Sequence[str],
         *,
         conn: Connection | None = None,
-    ) -> dict[int, list[Run]]:
-        """{architecture id: its ok runs with a val loss at any of `stages` and `presets`}, each list
-        in runs_for's order (stage, preset, seed): what the posterior reads of every candidate,
-        in one set-based query per IN-list chunk instead of one query per candidate."""
+    ) -> dict[int, list[RunKey]]:
+        """{architecture id: the keys of its ok runs with a val loss at any of `stages` and
+        `presets`}, each list in runs_for's order (stage, preset, seed), without the results: what
+        the posterior needs to tell which runs it has already scored, in one set-based query per
+        IN-list chunk. A replaced run keeps its id and gets a new `created_at`."""
         t = s.runs
         ids = sorted(set(arch_ids))
-        out: dict[int, list[Run]] = {}
+        out: dict[int, list[RunKey]] = {}
         if not ids or not stages or not presets:
             return out
+        cols = (t.c.id, t.c.architecture_id, t.c.stage, t.c.preset, t.c.seed, t.c.created_at)
         with self.reading(conn) as c:
             for part in chunks(ids):
                 stmt = (
-                    select(t)
+                    select(*cols)
                     .where(t.c.architecture_id.in_(part), t.c.stage.in_(list(stages)),
                            t.c.preset.in_(list(presets)), t.c.status == "ok", t.c.val_loss.is_not(None))
                     .order_by(t.c.architecture_id, t.c.stage, t.c.preset, t.c.seed)
                 )
                 for r in c.execute(stmt):
-                    out.setdefault(r.architecture_id, []).append(Run.model_validate(r._mapping))
+                    out.setdefault(r.architecture_id, []).append(RunKey(*r))
+        return out
+
+    def runs_by_id(self, run_ids: Iterable[int], *, conn: Connection | None = None) -> dict[int, Run]:
+        """{id: run} of the stored runs among `run_ids`."""
+        t = s.runs
+        ids = sorted(set(run_ids))
+        out: dict[int, Run] = {}
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                for r in c.execute(select(t).where(t.c.id.in_(part))):
+                    out[r.id] = Run.model_validate(r._mapping)
         return out
 
     def architectures_with_runs(self, stage: str, preset: str, *, conn: Connection | None = None) -> list[int]:

@@ -132,7 +132,7 @@ def test_scored_children_are_the_childrens_ids_with_a_score_at_the_stage_and_pre
     assert db.scored_children(other, "explore", PRESET) == []
 
 
-def test_ok_runs_by_architecture_equals_runs_for_filtered(db):
+def test_ok_run_keys_are_runs_for_filtered_and_runs_by_id_loads_them(db):
     a = db.add_architecture("a = 1", name="a", origin="offline")
     b = db.add_architecture("b = 1", name="b", origin="offline")
     quiet = db.add_architecture("q = 1", name="q", origin="offline")
@@ -143,13 +143,22 @@ def test_ok_runs_by_architecture_equals_runs_for_filtered(db):
     db.add_run(b, "explore", failed_result(candidate_hash="h", preset=PRESET, seed=0, kind=FailureKind.nan, message="x"))
     db.add_run(quiet, "verify", run(0, 1.0))
     stages, presets = ("explore", "promote"), [PRESET, "nano"]
-    got = db.ok_runs_by_architecture([b, a, quiet, a + 1000], stages, presets)
+    got = db.ok_run_keys([b, a, quiet, a + 1000], stages, presets)
 
     def wanted(arch_id):
         return [r for r in db.runs_for(arch_id) if r.stage in stages and r.preset in presets
                 and r.status == "ok" and r.val_loss is not None]
 
-    assert got == {a: wanted(a), b: wanted(b)}
-    assert [(r.stage, r.preset, r.seed) for r in got[a]] == [
+    assert {k: [(r.id, r.stage, r.preset, r.seed, r.created_at) for r in v] for k, v in got.items()} == {
+        arch: [(r.id, r.stage, r.preset, r.seed, r.created_at) for r in wanted(arch)] for arch in (a, b)}
+    assert [(k.stage, k.preset, k.seed) for k in got[a]] == [
         ("explore", PRESET, 0), ("promote", "nano", 0), ("promote", PRESET, 1), ("promote", PRESET, 2)]
-    assert db.ok_runs_by_architecture([], stages, presets) == {}
+    assert db.ok_run_keys([], stages, presets) == {}
+    loaded = db.runs_by_id([k.id for k in got[a]] + [10_000])
+    assert list(loaded.values()) == sorted(wanted(a), key=lambda r: r.id)
+    # a replaced run keeps its id and gets a new version
+    before = got[b][0]
+    db.add_run(b, "explore", run(4, 9.0))
+    after = db.ok_run_keys([b], stages, presets)[b][0]
+    assert after.id == before.id and after.created_at > before.created_at
+    assert db.runs_by_id([after.id])[after.id].val_loss == 9.0
