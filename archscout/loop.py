@@ -47,7 +47,7 @@ from archscout.ladder import BaselineFailed, Ladder, pool_ranking
 from archscout.stopping import StopRules, Stopper
 from archscout.propose.base import Proposal, ProposalContext, Proposer
 from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
-from archscout.propose.novelty import MotivationIndex, normalized_hash
+from archscout.propose.novelty import MotivationIndex, normalized_hash, normalized_tree_hash
 from archscout.records import ArchView, RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
@@ -200,11 +200,11 @@ class Loop:
             proposal = self.team.propose(exp.id, ctx, rng)
             proposal, note = self.team.review(exp.id, proposal)
             try:
-                ast.parse(proposal.code)
+                tree = ast.parse(proposal.code)
             except SyntaxError as err:
                 reason, ctx.feedback = "invalid_code", f"syntax error at line {err.lineno}: {err.msg}"
                 continue
-            norm = normalized_hash(proposal.code)
+            norm = normalized_tree_hash(tree)  # the syntax check's tree, not a second parse
             twins = self.db.architectures_by_norm_hash(norm)
             if twins:
                 reason, ctx.feedback = "duplicate", f"same code as architecture #{twins[0].id} ({twins[0].name})"

@@ -243,7 +243,12 @@ class _Canonicalizer(ast.NodeTransformer):
 
 def normalized_hash(source: str) -> str:
     """sha256 (hex) of the canonicalised AST. Raises SyntaxError for code that does not parse."""
-    tree = ast.parse(source)
+    return normalized_tree_hash(ast.parse(source))
+
+
+def normalized_tree_hash(tree: ast.Module) -> str:
+    """`normalized_hash` of a module the caller has parsed already (its syntax check), which this
+    rewrites in place: parsing is about a third of the cost."""
     tree.body = _Canonicalizer(tree)._body(tree.body)
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 

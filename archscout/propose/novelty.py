@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
-from archscout.propose.normalize import normalized_hash  # noqa: F401 - the loop imports it from here
+from archscout.propose.normalize import normalized_hash, normalized_tree_hash  # noqa: F401 - the loop imports them from here
 
 # Default near-duplicate thresholds. MiniLM cosine: a paraphrase of the same idea scores ~0.8-0.9,
 # a reworded copy (same sentences, small edits) >= 0.92. BM25: score / the query's score against
