@@ -269,3 +269,14 @@ def test_bm25_postings_score_bit_for_bit_as_a_rebuilt_bm25s_index_as_texts_are_a
     index.add_many([(1000 + i, text()) for i in range(50)] + [(5, "delta delta gate"), (5, "router")])
     for query in ("delta gate decay", "w1 w2 w3 w1", "router memory conv w40"):
         assert np.array_equal(index._scores(query).view(np.uint32), _bm25s_reference(index, query).view(np.uint32))
+
+
+def test_the_hash_walks_the_tree_in_ast_walk_order():
+    import ast
+
+    from archscout.propose.normalize import _children, _walk
+
+    for source in (BASE, RENAMED):
+        tree = ast.parse(source)
+        assert [id(n) for n in _walk(tree)] == [id(n) for n in ast.walk(tree)]
+        assert all(_children(n) == list(ast.iter_child_nodes(n)) for n in ast.walk(tree))
