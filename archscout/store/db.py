@@ -17,16 +17,16 @@ Idempotence, which resume relies on:
   its id.
 - `add_score` on an existing (architecture, stage, preset) replaces it likewise (re-scoring after
   the baseline's reference runs change).
+
+Reads for many architectures at once (`parent_ids`, `scored_children`, `ok_run_keys`, `runs_by_id`,
+and views.py's) are set-based: one query per IN list of at most IN_CHUNK ids, not one per
+architecture.
 """
 
 from __future__ import annotations
 
-import copy
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,34 +65,10 @@ def open_study_db(
 
 # bound parameters per IN (...) list: under SQLite's oldest limit of 999 variables per statement
 IN_CHUNK = 500
-# architectures whose contents StudyDB keeps in memory (least recently used go first): the pool's
-# members, their children and the recent proposals fit; a study of 100k does not have to
-CONTENTS_CACHE = 4096
-
-
 def chunks(ids: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
     """`ids` in slices short enough for one IN (...) list."""
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
-
-
-@dataclass(frozen=True)
-class ArchContents:
-    """What never changes about a stored architecture (its code, name, motivation, genome), unlike
-    its parent (an import may link it later), runs, scores and analyses."""
-
-    id: int
-    name: str
-    code: str
-    motivation: str
-    origin: str
-    norm_hash: str | None
-    _genome: dict[str, Any] | None
-
-    @property
-    def genome(self) -> dict[str, Any] | None:
-        # a copy: the cached one is shared by every caller
-        return copy.deepcopy(self._genome)
 
 
 class RunKey(NamedTuple):
@@ -121,8 +97,6 @@ class StudyDB:
         self.engine = engine
         self.experiments = Experiments(self)
         self.ledger = Ledger(self)
-        self._contents: OrderedDict[int, ArchContents] = OrderedDict()
-        self._contents_lock = threading.Lock()  # the parallel driver's threads share one StudyDB
 
     def close(self) -> None:
         self.engine.dispose()
@@ -250,39 +224,6 @@ class StudyDB:
     def architecture(self, arch_id: int, *, conn: Connection | None = None) -> Architecture | None:
         row = self.fetch_one(select(s.architectures).where(s.architectures.c.id == arch_id), conn)
         return None if row is None else Architecture.model_validate(row._mapping)
-
-    def architecture_contents(
-        self, arch_ids: Iterable[int], *, conn: Connection | None = None, committed: bool | None = None
-    ) -> dict[int, ArchContents]:
-        """{id: contents} of the stored architectures among `arch_ids`, from memory where cached.
-
-        Only committed rows are cached (a committed architecture is never changed or deleted; its
-        parent, which an import may set later, is not part of the contents): rows read in a
-        transaction of our own, or through a `conn` the caller vouches for with `committed=True`
-        (a read-only transaction it opened). A row seen inside a write transaction may be rolled
-        back and its id reused (SQLite), so by default rows read through `conn` are not cached.
-        """
-        ids = list(dict.fromkeys(arch_ids))
-        with self._contents_lock:
-            out = {i: self._contents[i] for i in ids if i in self._contents}
-            for i in out:
-                self._contents.move_to_end(i)
-        missing = [i for i in ids if i not in out]
-        if not missing:
-            return out
-        t = s.architectures
-        cols = (t.c.id, t.c.name, t.c.code, t.c.motivation, t.c.origin, t.c.norm_hash, t.c.genome)
-        fresh = {}
-        with self.reading(conn) as c:
-            for part in chunks(missing):
-                for r in c.execute(select(*cols).where(t.c.id.in_(part))):
-                    fresh[r.id] = ArchContents(r.id, r.name, r.code, r.motivation, r.origin, r.norm_hash, r.genome)
-        if committed if committed is not None else conn is None:
-            with self._contents_lock:
-                self._contents.update(fresh)
-                while len(self._contents) > CONTENTS_CACHE:
-                    self._contents.popitem(last=False)
-        return out | fresh
 
     def architecture_by_code_hash(
         self, code_hash_: str, *, conn: Connection | None = None

@@ -9,22 +9,95 @@ explore score at that preset, and `analysis` is the latest analysis text.
 `arch_views` builds the views of many architectures at once: one read transaction, four set-based
 queries (contents, ok explore runs, scores, latest analysis) whatever the number of ids, and only
 the columns a view shows (a run's full result JSON is never loaded). An architecture's contents are
-immutable once committed and come from StudyDB's contents cache (db.py); what can change (its runs,
-score and analyses, its parent) is read every time.
+immutable once committed and are cached per study database (`architecture_contents`, least recently
+used first out); what can change (its runs, score and analyses, its parent) is read every time.
 
 What is not here: which architectures a stage wants (loop.py) and the runs a page lists (web/).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
 
 from archscout.records import ArchView
 from archscout.store import schema as s
 from archscout.store.db import StudyDB, chunks
 from archscout.store.schema import Stage
+
+
+# architectures whose contents are kept in memory per study database: the pool's members, their
+# children and the recent proposals fit; a study of 100k does not have to
+CONTENTS_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class ArchContents:
+    """What never changes about a stored architecture (its code, name, motivation, genome), unlike
+    its parent (an import may link it later), runs, scores and analyses."""
+
+    id: int
+    name: str
+    code: str
+    motivation: str
+    _genome: dict[str, Any] | None
+
+    @property
+    def genome(self) -> dict[str, Any] | None:
+        # a copy: the cached one is shared by every caller
+        return copy.deepcopy(self._genome)
+
+
+class _Cache:
+    def __init__(self):
+        self.rows: OrderedDict[int, ArchContents] = OrderedDict()
+        self.lock = threading.Lock()  # the parallel driver's threads share one StudyDB
+
+
+_CACHES: weakref.WeakKeyDictionary[StudyDB, _Cache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def architecture_contents(db: StudyDB, arch_ids: Iterable[int], *, conn: Connection | None = None,
+                          committed: bool | None = None) -> dict[int, ArchContents]:
+    """{id: contents} of the stored architectures among `arch_ids`, from memory where cached.
+
+    Only committed rows are cached (a committed architecture is never changed or deleted; its
+    parent, which an import may set later, is not part of the contents): rows read in a
+    transaction of our own, or through a `conn` the caller vouches for with `committed=True` (a
+    read-only transaction it opened). A row seen inside a write transaction may be rolled back and
+    its id reused (SQLite), so by default rows read through `conn` are not cached.
+    """
+    with _CACHES_LOCK:
+        cache = _CACHES.get(db) or _CACHES.setdefault(db, _Cache())
+    ids = list(dict.fromkeys(arch_ids))
+    with cache.lock:
+        out = {i: cache.rows[i] for i in ids if i in cache.rows}
+        for i in out:
+            cache.rows.move_to_end(i)
+    missing = [i for i in ids if i not in out]
+    if not missing:
+        return out
+    t = s.architectures
+    fresh = {}
+    with db.reading(conn) as c:
+        for part in chunks(missing):
+            for r in c.execute(select(t.c.id, t.c.name, t.c.code, t.c.motivation, t.c.genome).where(t.c.id.in_(part))):
+                fresh[r.id] = ArchContents(r.id, r.name, r.code, r.motivation, r.genome)
+    if committed if committed is not None else conn is None:
+        with cache.lock:
+            cache.rows.update(fresh)
+            while len(cache.rows) > CONTENTS_CACHE:
+                cache.rows.popitem(last=False)
+    return out | fresh
 
 
 def arch_view(db: StudyDB, arch_id: int | None, preset: str, seed: int) -> ArchView | None:
@@ -45,7 +118,7 @@ def arch_views(db: StudyDB, arch_ids: Iterable[int | None], preset: str, seed: i
     analysis: dict[int, str] = {}
     # one snapshot: a run, score or analysis committed meanwhile shows in all of a view or none
     with db.reading(conn) as c:
-        contents = db.architecture_contents(ids, conn=c, committed=conn is None)
+        contents = architecture_contents(db, ids, conn=c, committed=conn is None)
         for part in chunks(ids):
             rows = c.execute(
                 select(r.c.architecture_id, r.c.seed, r.c.val_loss, r.c.benchmark, r.c.tokens_per_s, r.c.params)
