@@ -47,13 +47,13 @@ from archscout.ladder import BaselineFailed, Ladder, pool_ranking
 from archscout.stopping import StopRules, Stopper
 from archscout.propose.base import Proposal, ProposalContext, Proposer
 from archscout.agents.base import BudgetExhausted, LLMInvalid, Repeated
-from archscout.propose.novelty import MotivationIndex, normalized_hash
+from archscout.propose.novelty import MotivationIndex, normalized_hash, normalized_tree_hash
 from archscout.records import ArchView, RunResult
 from archscout.space import BASELINES, baseline_path
 from archscout.store import pool
 from archscout.store.claims import Claims
 from archscout.store.rows import Experiment
-from archscout.store.views import arch_view
+from archscout.store.views import arch_views
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
 from archscout.team import OfflineTeam, ResearchTeam
@@ -182,8 +182,9 @@ class Loop:
         return exp
 
     def _context(self, exp: Experiment) -> ProposalContext:
+        views = self._views([exp.parent_id, *exp.reference_ids])
         return ProposalContext(
-            parent=self._view(exp.parent_id), references=[v for i in exp.reference_ids if (v := self._view(i))],
+            parent=views.get(exp.parent_id), references=[views[i] for i in exp.reference_ids if i in views],
             baseline=self.ref.model_dump() if self.ref else {}, experiment_seq=exp.seq,
         )
 
@@ -199,11 +200,11 @@ class Loop:
             proposal = self.team.propose(exp.id, ctx, rng)
             proposal, note = self.team.review(exp.id, proposal)
             try:
-                ast.parse(proposal.code)
+                tree = ast.parse(proposal.code)
             except SyntaxError as err:
                 reason, ctx.feedback = "invalid_code", f"syntax error at line {err.lineno}: {err.msg}"
                 continue
-            norm = normalized_hash(proposal.code)
+            norm = normalized_tree_hash(tree)  # the syntax check's tree, not a second parse
             twins = self.db.architectures_by_norm_hash(norm)
             if twins:
                 reason, ctx.feedback = "duplicate", f"same code as architecture #{twins[0].id} ({twins[0].name})"
@@ -341,13 +342,14 @@ class Loop:
 
     def analyze(self, exp: Experiment) -> Experiment:
         arch = self.db.architecture(exp.architecture_id)
-        parent = self._view(arch.parent_id)
-        grandparent = self._view(self.db.architecture(arch.parent_id).parent_id) if arch.parent_id else None
-        siblings = [
-            s for c in (self.db.children_of(arch.parent_id) if arch.parent_id else [])
-            if c.id != arch.id and (s := self._view(c.id)) and s.fitness is not None
-        ]
-        candidate = self._view(arch.id)
+        # the lineage's ids first, then every view in one batch of set-based reads (store/views.py)
+        grand_id = self.db.parent_ids([arch.parent_id]).get(arch.parent_id) if arch.parent_id else None
+        sibling_ids = [c for c in self.db.scored_children(arch.parent_id, EXPLORE, self.preset.name)
+                       if c != arch.id] if arch.parent_id else []
+        views = self._views([arch.id, arch.parent_id, grand_id, *sibling_ids])
+        parent, grandparent = views.get(arch.parent_id), views.get(grand_id)
+        siblings = [views[c] for c in sibling_ids if c in views and views[c].fitness is not None]
+        candidate = views.get(arch.id)
         result = analyze(candidate, self.ref, parent, grandparent, siblings)
         llm = None
         try:
@@ -528,9 +530,10 @@ class Loop:
     def _explore_run(self, arch_id: int):
         return next(r for r in self.db.runs_for(arch_id, EXPLORE, self.preset.name) if r.seed == self.cfg.explore_seed)
 
-    def _view(self, arch_id: int | None) -> ArchView | None:
-        """The one view of an architecture the stages get (proposer context, analysts, judges)."""
-        return arch_view(self.db, arch_id, self.preset.name, self.cfg.explore_seed)
+    def _views(self, arch_ids: list[int | None]) -> dict[int, ArchView]:
+        """The one view of each architecture the stages get (proposer context, analysts, judges),
+        read together (store/views.py); None and unknown ids have none."""
+        return arch_views(self.db, arch_ids, self.preset.name, self.cfg.explore_seed)
 
     def _motivation_index(self) -> MotivationIndex:
         if self.motivations is None:

@@ -7,11 +7,15 @@
 2. The driver's capacity: the real loop (sampling, offline proposals, novelty, scoring, analysis,
    pool updates, every database write) with each evaluation replaced by a stand-in Ray task that
    sleeps `--sleep` seconds and returns a real smoke result, on a local Ray cluster of `--slots`
-   logical CPUs. Prints experiments completed per second and the driver process's CPU share
-   (CPU seconds / wall seconds; 1.0 = one core busy).
+   logical CPUs (their worker processes started before the clock). Prints experiments completed per
+   second and the driver process's CPU share (CPU seconds / wall seconds; 1.0 = one core busy).
+3. `--profile N`: the same loop for N experiments, serial, with an evaluation that returns the
+   canned result at once (no Ray), under cProfile: the driver's own cost per experiment and where
+   it goes.
 
     python benchmarks/parallel_throughput.py [--preset smoke] [--budget 6] [--workers 2]
     python benchmarks/parallel_throughput.py --capacity-only [--slots 64] [--sleep 0.5] [--experiments 400]
+    python benchmarks/parallel_throughput.py --profile 200   # the driver's cost per experiment, cProfiled
 
 On a shared machine the figures vary with what else runs: say so next to them.
 """
@@ -55,43 +59,70 @@ def throughput(preset: str, budget: int, workers: int, scratch: Path) -> float:
     return per_hour
 
 
+def _canned() -> tuple[str, str]:
+    """One real smoke evaluation of the baseline: (result JSON, passed probe report JSON), reused by
+    every stand-in evaluation with the candidate's own hash and seed."""
+    from archscout.config import get_preset
+    from archscout.evaluate.runner import evaluate
+    from archscout.space import baseline_path
+
+    reports = []
+    result = evaluate(baseline_path("deltanet").read_text(), get_preset("smoke"), 0, on_checked=reports.append)
+    if not result.ok or not reports:
+        raise SystemExit(f"the canned baseline evaluation failed: {result.failure}")
+    return result.model_dump_json(), reports[0].model_dump_json()
+
+
+def _stand_in_result(canned: tuple[str, str], code: str, seed: int, probed):
+    """What RayPool.evaluate returns: (result, the passed probe report when the task probed)."""
+    from archscout.records import RunResult, code_hash
+
+    result = RunResult.model_validate_json(canned[0])
+    result.candidate_hash, result.seed = code_hash(code), seed
+    if probed is not None:
+        return result, None
+    report = RunResult.model_validate_json(canned[1])
+    report.candidate_hash, report.seed = result.candidate_hash, seed
+    return result, report
+
+
+def _capacity_study(folder: Path, experiments: int):
+    from archscout.study import open_study
+
+    return open_study(folder, {"preset": "smoke", "baseline_seeds": 1, "budget": experiments,
+                               "novelty.backend": "bm25"})
+
+
 def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> None:
     import ray
 
-    from archscout.config import get_preset
-    from archscout.evaluate.runner import evaluate_source
     from archscout.loop import Loop
     from archscout.parallel.driver import ParallelDriver
     from archscout.parallel.ray_pool import RayPool
-    from archscout.records import RunResult, code_hash
-    from archscout.space import baseline_path
-    from archscout.study import open_study
 
-    preset = get_preset("smoke")
-    # one real smoke result, reused by every stand-in evaluation (with the candidate's own hash)
-    canned = evaluate_source(baseline_path("deltanet").read_text(), preset, 0).model_dump_json()
+    canned = _canned()
 
     @ray.remote(num_cpus=1)
     def stand_in(seconds: float) -> None:
         time.sleep(seconds)
 
     class SleepPool(RayPool):
-        def evaluate(self, *, phase, code, preset, seed, **options) -> RunResult:
-            ref = stand_in.remote(sleep_s / 2)  # two phases per experiment
+        def evaluate(self, *, code, preset, seed, probed=None, **options):
+            ref = stand_in.remote(sleep_s)  # one task per experiment: probes and training in one child
             with self._lock:
-                self._inflight[ref] = phase
+                self._inflight[ref] = "evaluate"
             try:
                 ray.get(ref)
             finally:
                 with self._lock:
                     self._inflight.pop(ref, None)
-            result = RunResult.model_validate_json(canned)
-            result.candidate_hash, result.seed = code_hash(code), seed
-            return result
+            return _stand_in_result(canned, code, seed, probed)
 
     ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
-    handle = open_study(scratch / "capacity", {"preset": "smoke", "baseline_seeds": 1, "budget": experiments,
-                                               "novelty.backend": "bm25"})
+    # every slot's worker process started before the clock: on a small machine, starting 64 Python
+    # workers takes longer than the measurement and would be counted as the driver's slowness
+    ray.get([stand_in.remote(1.0) for _ in range(slots)])
+    handle = _capacity_study(scratch / "capacity", experiments)
     try:
         loop = Loop(handle)
         ParallelDriver(SleepPool(slots, 1, 0, embedded=True)).attach(loop)
@@ -103,10 +134,39 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
         done = sum(counts.values())
         print(f"  driver capacity: {done / wall:6.1f} experiments/s completed with {slots} slots "
               f"(stand-in evaluation {sleep_s} s, ideal {slots / sleep_s:.0f}/s); driver CPU share "
-              f"{cpu / wall:.2f} cores ({done} experiments in {wall:.1f} s)", flush=True)
+              f"{cpu / wall:.2f} cores ({done} experiments in {wall:.1f} s; load average "
+              f"{os.getloadavg()[0]:.1f} at the end)", flush=True)
     finally:
         handle.close()
         ray.shutdown()
+
+
+def profile(experiments: int, scratch: Path, top: int) -> None:
+    """The driver's own cost per experiment: the same loop, serial, with an instant stand-in
+    evaluation (no Ray, no sleep), under cProfile; prints ms per experiment and the top functions."""
+    import cProfile
+    import pstats
+
+    from archscout.loop import Loop
+
+    canned = _canned()
+    handle = _capacity_study(scratch / "profile", experiments)
+    try:
+        loop = Loop(handle)
+        loop.remote = lambda *, code, preset, seed, probed=None, **options: _stand_in_result(canned, code, seed, probed)
+        loop.ensure_baseline()
+        profiler = cProfile.Profile()
+        t0 = time.perf_counter()
+        profiler.enable()
+        counts = loop.run()
+        profiler.disable()
+        wall = time.perf_counter() - t0
+        done = sum(counts.values())
+        print(f"  driver cost, serial with an instant evaluation: {1000 * wall / done:.1f} ms per experiment "
+              f"under cProfile ({done} experiments in {wall:.1f} s; {counts})", flush=True)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+    finally:
+        handle.close()
 
 
 def main() -> None:
@@ -119,10 +179,16 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=400)
     parser.add_argument("--capacity-only", action="store_true")
     parser.add_argument("--throughput-only", action="store_true")
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="only profile the driver: N experiments, serial, instant stand-in evaluation")
+    parser.add_argument("--top", type=int, default=40, help="functions --profile prints")
     args = parser.parse_args()
     # short: Ray's Unix socket paths under TMPDIR may not exceed 107 bytes
     scratch = Path(tempfile.mkdtemp(prefix="as-bench-", dir="/tmp"))
     try:
+        if args.profile:
+            profile(args.profile, scratch, args.top)
+            return
         if not args.capacity_only:
             print(f"throughput on {psutil.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start):")
             one = throughput(args.preset, args.budget, 1, scratch)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -190,19 +191,60 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
         judge = BASELINE_JUDGE if config.judge == "llm" else None
         base_fit[rung] = [compute_fitness(r, refs[rung], config, judge_score=judge).fitness for r in runs]
     held = held_ids(db)
-    ids = arch_ids if arch_ids is not None else _searched_ids(db, rungs)
+    ids = [i for i in (arch_ids if arch_ids is not None else _searched_ids(db, rungs)) if i != baseline_id and i not in held]
+    # Every candidate's search runs in one set-based read of their keys; a run's fitness is computed
+    # once per version of the run and of what scores it (the rung's baseline reference, the config,
+    # the judge score) and remembered (_fitness_memo), so a re-ranking loads and scores only the
+    # runs that are new or changed since the last one, not the whole study again.
+    memo = _fitness_memo(db)
+    with db.reading() as conn:  # the keys and the runs loaded for them: one snapshot
+        keys = db.ok_run_keys(ids, SEARCH_STAGES, list(refs), conn=conn)
+        return base_fit, _scored(db, conn, ids, keys, refs, config, memo)
+
+
+def _scored(db, conn, ids, keys, refs, config, memo) -> dict[int, list[tuple[str, float]]]:
+    scoring = {rung: repr((sorted(ref.model_dump().items()), sorted(config.model_dump().items())))
+               for rung, ref in refs.items()}
+    judges = {arch_id: _judge(db, arch_id) if config.judge == "llm" else None for arch_id in keys}
+
+    def memo_key(run_id, created_at, arch_id, rung):
+        return run_id, created_at, scoring[rung], judges[arch_id]
+
+    values: dict = {}  # this call's fitness by memo key (the memo may be cleared meanwhile)
+    todo = []
+    for arch_id, ks in keys.items():
+        for k in ks:
+            key = memo_key(k.id, k.created_at, arch_id, k.preset)
+            if (value := memo.get(key)) is not None:
+                values[key] = value
+            else:
+                todo.append(k.id)
+    for run in db.runs_by_id(todo, conn=conn).values():
+        if run.stage in SEARCH_STAGES and run.status == "ok" and run.preset in refs and run.val_loss is not None:
+            judge = judges[run.architecture_id]
+            key = memo_key(run.id, run.created_at, run.architecture_id, run.preset)
+            values[key] = memo[key] = compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness
     out: dict[int, list[tuple[str, float]]] = {}
     for arch_id in ids:
-        if arch_id == baseline_id or arch_id in held:
-            continue
-        judge = _judge(db, arch_id) if config.judge == "llm" else None
-        obs = []
-        for run in db.runs_for(arch_id):
-            if run.stage in SEARCH_STAGES and run.status == "ok" and run.preset in refs and run.val_loss is not None:
-                obs.append((run.preset, compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness))
+        obs = [(k.preset, values[key]) for k in keys.get(arch_id, [])
+               if (key := memo_key(k.id, k.created_at, arch_id, k.preset)) in values]
         if obs:
             out[arch_id] = obs
-    return base_fit, out
+    if len(memo) > _MEMO_MAX:  # stale versions pile up only when references change; start afresh
+        memo.clear()
+    return out
+
+
+# run fitness already computed, per study database: (run id, run version, scoring, judge) -> fitness
+_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_MEMO_MAX = 500_000
+
+
+def _fitness_memo(db) -> dict:
+    memo = _MEMOS.get(db)
+    if memo is None:
+        memo = _MEMOS[db] = {}
+    return memo
 
 
 def _searched_ids(db, rungs: Sequence[str]) -> list[int]:

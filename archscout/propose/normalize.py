@@ -11,12 +11,35 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections import deque
 
 # Method names the evaluator calls by name, and nn.Module attributes: renaming them changes behaviour.
 _KEEP_ATTRS = frozenset({"forward", "reset_parameters", "extra_repr", "training"})
 _REGISTER = frozenset({"register_buffer", "register_parameter", "add_module"})
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    """ast.iter_child_nodes as a list, in the same order (without its generators: the hash parses
+    and walks every proposal, and the walks were a third of its time)."""
+    out = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, ast.AST):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, ast.AST))
+    return out
+
+
+def _walk(root: ast.AST):
+    """ast.walk (breadth first, the same order), over `_children`."""
+    todo = deque([root])
+    while todo:
+        node = todo.popleft()
+        todo.extend(_children(node))
+        yield node
 
 
 def _params(args: ast.arguments) -> list[ast.arg]:
@@ -47,7 +70,7 @@ def _bound_here(node: ast.AST) -> set[str]:
             bound.add(n.name)
         elif isinstance(n, (ast.Global, ast.Nonlocal)):
             declared.update(n.names)
-        stack.extend(ast.iter_child_nodes(n))
+        stack.extend(_children(n))
     return bound - declared
 
 
@@ -70,7 +93,7 @@ class _Canonicalizer(ast.NodeTransformer):
         # Keyword arguments of calls to the file's own functions/classes follow their parameters.
         self.callables: dict[str, list[str]] = {}
         self.methods: dict[str, list[str]] = {}
-        for n in ast.walk(tree):
+        for n in _walk(tree):
             if isinstance(n, ast.Import):
                 for a in n.names:
                     root = a.name.split(".")[0]  # `import torch.nn` binds `torch`
@@ -90,7 +113,7 @@ class _Canonicalizer(ast.NodeTransformer):
         for f in tree.body:
             if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 self.callables[f.name] = [a.arg for a in _params(f.args)]
-        for n in ast.walk(tree):
+        for n in _walk(tree):
             if isinstance(n, ast.Attribute) and not isinstance(n.ctx, ast.Load):
                 if isinstance(n.value, ast.Name) and n.value.id in self_names:
                     self.attrs.add(n.attr)
@@ -243,7 +266,12 @@ class _Canonicalizer(ast.NodeTransformer):
 
 def normalized_hash(source: str) -> str:
     """sha256 (hex) of the canonicalised AST. Raises SyntaxError for code that does not parse."""
-    tree = ast.parse(source)
+    return normalized_tree_hash(ast.parse(source))
+
+
+def normalized_tree_hash(tree: ast.Module) -> str:
+    """`normalized_hash` of a module the caller has parsed already (its syntax check), which this
+    rewrites in place: parsing is about a third of the cost."""
     tree.body = _Canonicalizer(tree)._body(tree.body)
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 

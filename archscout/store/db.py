@@ -17,14 +17,19 @@ Idempotence, which resume relies on:
   its id.
 - `add_score` on an existing (architecture, stage, preset) replaces it likewise (re-scoring after
   the baseline's reference runs change).
+
+Reads for many architectures at once (`parent_ids`, `scored_children`, `ok_run_keys`, `runs_by_id`,
+and views.py's) are set-based: one query per IN list of at most IN_CHUNK ids, not one per
+architecture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,6 +61,25 @@ def open_study_db(
         engine.dispose()
         raise
     return StudyDB(engine)
+
+
+# bound parameters per IN (...) list: under SQLite's oldest limit of 999 variables per statement
+IN_CHUNK = 500
+def chunks(ids: Sequence[int], size: int = IN_CHUNK) -> Iterator[Sequence[int]]:
+    """`ids` in slices short enough for one IN (...) list."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+class RunKey(NamedTuple):
+    """Which run, and which version of it (its `created_at`), without its result."""
+
+    id: int
+    architecture_id: int
+    stage: str
+    preset: str
+    seed: int
+    created_at: datetime
 
 
 def _check(value: str, allowed: Sequence[str], what: str) -> None:
@@ -230,6 +254,31 @@ class StudyDB:
         )
         return [Architecture.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
 
+    def parent_ids(self, arch_ids: Iterable[int], *, conn: Connection | None = None) -> dict[int, int | None]:
+        """{id: parent id} of the stored architectures among `arch_ids` (the parent is read fresh:
+        an import may link it after the architecture was stored)."""
+        t = s.architectures
+        ids = list(dict.fromkeys(arch_ids))
+        out: dict[int, int | None] = {}
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                out.update((r.id, r.parent_id) for r in c.execute(select(t.c.id, t.c.parent_id).where(t.c.id.in_(part))))
+        return out
+
+    def scored_children(
+        self, arch_id: int, stage: str, preset: str, *, conn: Connection | None = None
+    ) -> list[int]:
+        """Ids of `arch_id`'s children that have a score at (stage, preset), in id order (the
+        analyst's siblings: one indexed join instead of every child's rows)."""
+        a, sc = s.architectures, s.scores
+        stmt = (
+            select(a.c.id)
+            .join(sc, (sc.c.architecture_id == a.c.id) & (sc.c.stage == stage) & (sc.c.preset == preset))
+            .where(a.c.parent_id == arch_id)
+            .order_by(a.c.id)
+        )
+        return [r.id for r in self.fetch_all(stmt, conn)]
+
     def all_motivations(self, *, conn: Connection | None = None) -> list[tuple[int, str]]:
         """(id, motivation) of every architecture with one, oldest first: rebuilds the novelty index."""
         t = s.architectures
@@ -279,6 +328,47 @@ class StudyDB:
             stmt = stmt.where(t.c.preset == preset)
         stmt = stmt.order_by(t.c.stage, t.c.preset, t.c.seed)
         return [Run.model_validate(r._mapping) for r in self.fetch_all(stmt, conn)]
+
+    def ok_run_keys(
+        self,
+        arch_ids: Iterable[int],
+        stages: Sequence[str],
+        presets: Sequence[str],
+        *,
+        conn: Connection | None = None,
+    ) -> dict[int, list[RunKey]]:
+        """{architecture id: the keys of its ok runs with a val loss at any of `stages` and
+        `presets`}, each list in runs_for's order (stage, preset, seed), without the results: what
+        the posterior needs to tell which runs it has already scored, in one set-based query per
+        IN-list chunk. A replaced run keeps its id and gets a new `created_at`."""
+        t = s.runs
+        ids = sorted(set(arch_ids))
+        out: dict[int, list[RunKey]] = {}
+        if not ids or not stages or not presets:
+            return out
+        cols = (t.c.id, t.c.architecture_id, t.c.stage, t.c.preset, t.c.seed, t.c.created_at)
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                stmt = (
+                    select(*cols)
+                    .where(t.c.architecture_id.in_(part), t.c.stage.in_(list(stages)),
+                           t.c.preset.in_(list(presets)), t.c.status == "ok", t.c.val_loss.is_not(None))
+                    .order_by(t.c.architecture_id, t.c.stage, t.c.preset, t.c.seed)
+                )
+                for r in c.execute(stmt):
+                    out.setdefault(r.architecture_id, []).append(RunKey(*r))
+        return out
+
+    def runs_by_id(self, run_ids: Iterable[int], *, conn: Connection | None = None) -> dict[int, Run]:
+        """{id: run} of the stored runs among `run_ids`."""
+        t = s.runs
+        ids = sorted(set(run_ids))
+        out: dict[int, Run] = {}
+        with self.reading(conn) as c:
+            for part in chunks(ids):
+                for r in c.execute(select(t).where(t.c.id.in_(part))):
+                    out[r.id] = Run.model_validate(r._mapping)
+        return out
 
     def architectures_with_runs(self, stage: str, preset: str, *, conn: Connection | None = None) -> list[int]:
         """Ids of architectures with at least one run at (stage, preset), in id order."""

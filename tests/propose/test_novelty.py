@@ -230,3 +230,53 @@ def test_empty_index_has_no_neighbours():
     index = MotivationIndex(backend="bm25")
     assert index.most_similar(TARGET) == []
     assert index.is_near_duplicate(TARGET) == (False, None, 0.0)
+
+
+def _bm25s_reference(index: MotivationIndex, text: str) -> np.ndarray:
+    """The scores as a bm25s index rebuilt from the current texts gives them (what the index did
+    before it kept its own postings)."""
+    import bm25s
+
+    from archscout.propose.novelty import _B, _K1, _tokenize
+
+    ref = bm25s.BM25(k1=_K1, b=_B, method="lucene")
+    ref.index(index._tokens, show_progress=False)
+    tokens = _tokenize([text])[0]
+    known = [t for t in dict.fromkeys(tokens) if t in ref.vocab_dict]
+    raw = ref.get_scores(known) if known else np.zeros(len(index), dtype=np.float32)
+    return np.clip(raw / index._self_score(tokens), 0.0, 1.0)
+
+
+def test_bm25_postings_score_bit_for_bit_as_a_rebuilt_bm25s_index_as_texts_are_added_and_replaced():
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(60)] + ["delta", "gate", "decay", "router", "memory", "conv"]
+    weights = [1.0 / (1 + i) for i in range(len(words))]  # a few common words, many rare ones
+
+    def text() -> str:
+        return " ".join(rng.choices(words, weights, k=rng.randint(0, 25)))
+
+    index = MotivationIndex("bm25")
+    for step in range(300):
+        # mostly new ids, now and then a replaced text; some texts are all stopwords (no tokens)
+        arch_id = step if step < 3 or rng.random() < 0.7 else rng.randrange(step)
+        index.add(arch_id, text() if rng.random() > 0.05 else "the and of")
+        if step % 7 == 0:
+            query = text() or "delta gate"
+            got = index._scores(query)
+            want = _bm25s_reference(index, query)
+            assert got.dtype == want.dtype and np.array_equal(got.view(np.uint32), want.view(np.uint32)), step
+    assert 150 < len(index) < 250
+    index.add_many([(1000 + i, text()) for i in range(50)] + [(5, "delta delta gate"), (5, "router")])
+    for query in ("delta gate decay", "w1 w2 w3 w1", "router memory conv w40"):
+        assert np.array_equal(index._scores(query).view(np.uint32), _bm25s_reference(index, query).view(np.uint32))
+
+
+def test_the_hash_walks_the_tree_in_ast_walk_order():
+    import ast
+
+    from archscout.propose.normalize import _children, _walk
+
+    for source in (BASE, RENAMED):
+        tree = ast.parse(source)
+        assert [id(n) for n in _walk(tree)] == [id(n) for n in ast.walk(tree)]
+        assert all(_children(n) == list(ast.iter_child_nodes(n)) for n in ast.walk(tree))
