@@ -312,8 +312,10 @@ class BatchWork:
     def evaluate(self, job: LadderRun) -> RunResult:
         item = self.batch["plan"][job.item]["action"] if job.item >= 0 else "baseline"
         arch = self.db.architecture(job.arch_id)
-        event = {"stage": "baseline" if job.kind == "baseline" else f"ladder {item}", "rung": job.rung, "seed": job.seed}
-        self.loop.events(event if job.kind == "baseline" else {**event, "arch": arch.name})
+        if job.kind == "baseline":
+            self.loop.events({"stage": "baseline", "rung": job.rung, "seed": job.seed, "of": self.loop.cfg.baseline_seeds})
+        else:
+            self.loop.events({"stage": f"ladder {item}", "arch": arch.name, "rung": job.rung, "seed": job.seed})
         return self.loop._evaluate(arch.code, job.seed, preset=self.ladder.preset(job.rung))
 
     def record(self, job: LadderRun, result: RunResult) -> None:

@@ -3,7 +3,9 @@ two-worker smoke study completes (SQLite, and PostgreSQL when ARCHSCOUT_TEST_PG_
 mid-evaluation is retried; a node removed from a two-node cluster mid-study costs at most that
 evaluation (`worker_lost`), not the study; a driver killed with evaluations in flight leaves no
 process behind and resumes with nothing lost or doubled; Ctrl-C cancels and releases; bad worker
-counts and addresses write nothing."""
+counts and addresses write nothing; a kill -9 inside a promotion batch whose runs are on the workers
+loses and duplicates no run; a task's probe report and progress reach the driver while it trains
+(a kill then resumes without probing again)."""
 
 from __future__ import annotations
 
