@@ -59,7 +59,7 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
     import ray
 
     from archscout.config import get_preset
-    from archscout.evaluate.runner import evaluate_source
+    from archscout.evaluate.runner import evaluate
     from archscout.loop import Loop
     from archscout.parallel.driver import ParallelDriver
     from archscout.parallel.ray_pool import RayPool
@@ -69,24 +69,29 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
 
     preset = get_preset("smoke")
     # one real smoke result, reused by every stand-in evaluation (with the candidate's own hash)
-    canned = evaluate_source(baseline_path("deltanet").read_text(), preset, 0).model_dump_json()
+    canned = evaluate(baseline_path("deltanet").read_text(), preset, 0).model_dump_json()
 
     @ray.remote(num_cpus=1)
     def stand_in(seconds: float) -> None:
         time.sleep(seconds)
 
     class SleepPool(RayPool):
-        def evaluate(self, *, phase, code, preset, seed, **options) -> RunResult:
-            ref = stand_in.remote(sleep_s / 2)  # two phases per experiment
+        """RayPool.evaluate's contract without the sandbox: the probe report is handed to
+        `on_checked` (a passed result serves), then the run comes back after `sleep_s`."""
+
+        def evaluate(self, *, code, preset, seed, probed=None, on_checked=None, progress=None, **options) -> RunResult:
+            result = RunResult.model_validate_json(canned)
+            result.candidate_hash, result.seed = code_hash(code), seed
+            if on_checked is not None and probed is None:
+                on_checked(result)
+            ref = stand_in.remote(sleep_s)
             with self._lock:
-                self._inflight[ref] = phase
+                self._inflight[ref] = "evaluate"
             try:
                 ray.get(ref)
             finally:
                 with self._lock:
                     self._inflight.pop(ref, None)
-            result = RunResult.model_validate_json(canned)
-            result.candidate_hash, result.seed = code_hash(code), seed
             return result
 
     ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
