@@ -45,6 +45,7 @@ from archscout.records import FailureKind, RunResult, code_hash, failed_result
 MAX_RETRIES = 2  # re-runs of an evaluation whose worker or node died, before `worker_lost`
 MAILBOX_PUT_S = 30.0  # a worker waits this long for the message queue before it stops sending
 END_WAIT_S = 60.0  # after a task returns, how long the driver waits for its last messages
+PROGRESS_EVERY_S = 0.5  # a task forwards at most one training step per this (and always the last)
 
 
 class RayPoolError(RuntimeError):
@@ -71,8 +72,8 @@ def run_on_worker(payload: dict, mailbox=None, token: str | None = None) -> tupl
 
     While it runs, its messages go to the driver through `mailbox` (a `ray.util.queue.Queue`), as
     (token, kind, body): `checked` with the probe report as soon as the probes pass (the driver
-    commits the `checked` state then: the worker has no database), `progress` with each of the
-    child's progress events, and `end` last. Each put waits for the queue, so the driver has every
+    commits the `checked` state then: the worker has no database), `progress` with the child's
+    progress events (training steps at most every PROGRESS_EVERY_S, and the last), and `end` last. Each put waits for the queue, so the driver has every
     message of the task once it sees `end`. Messages are best effort: after a failed put this task
     sends no more, and the report returned with the result stands in for a lost `checked`."""
     from archscout.evaluate.runner import evaluate
@@ -96,8 +97,20 @@ def run_on_worker(payload: dict, mailbox=None, token: str | None = None) -> tupl
         reports.append(report)
         send("checked", report.model_dump_json())
 
+    last_step = [float("-inf")]
+
+    def progress(event: dict) -> None:
+        # a training bar needs a step now and then, not every one: each put is a round trip to the
+        # queue, and the driver delivers every worker's messages on one thread
+        if "steps" in event and event.get("step") != event.get("steps"):
+            now = time.monotonic()
+            if now - last_step[0] < PROGRESS_EVERY_S:
+                return
+            last_step[0] = now
+        send("progress", event)
+
     result = evaluate(code, preset, seed, probed=None if probed is None else RunResult.model_validate_json(probed),
-                      on_checked=checked, progress=lambda event: send("progress", event), **payload)
+                      on_checked=checked, progress=progress, **payload)
     send("end", None)
     return result.model_dump_json(), reports[0].model_dump_json() if reports else None, mailbox is not None and not broken
 
