@@ -14,7 +14,13 @@ where it is: that is the demotion the ladder exists for.
 Crash safety. The batch's plan is committed (store/ladder.py) before any of its runs; each run is
 committed as it finishes, keyed (architecture, stage, preset, seed); resume continues the open batch
 and skips the runs already stored, so a kill -9 mid-batch loses and duplicates nothing. Runs the
-ladder adds are stage `promote` (the first rung's exploration run stays `explore`).
+ladder adds are stage `promote` (the first rung's exploration run stays `explore`), and `verify` for
+the top rung's fresh verification seeds.
+
+Scheduling. `BatchWork` lists an open batch's missing runs (each rung's baseline seeds before the
+candidates there) and records them; the serial loop runs them one at a time (`execute`), the
+parallel driver (parallel/driver.py, via `Ladder.runner`) puts them in its queue beside new
+experiments, so a batch's seeds train on all the workers while new experiments are sampled.
 
 Seeds: at a rung, a candidate's seeds are explore_seed, explore_seed + 1, ..., the baseline's
 (common random numbers). Every evaluation goes through `Loop._evaluate(code, seed, preset)`.
@@ -26,6 +32,7 @@ the batch storage (store/ladder.py). A study without `ladder.rungs` never calls 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from archscout.faults import fault as _fault
 from archscout.analyze.fitness import baseline_ref_from_runs
 from archscout.analyze.posterior import Posterior, posteriors_from_db
 from archscout.config import Preset, get_preset
+from archscout.records import RunResult
 from archscout.store import ladder as store
 from archscout.store.schema import Stage
 from archscout.study import StudyHandle
@@ -114,6 +122,8 @@ class Ladder:
         self.cfg = loop.cfg.ladder
         self.rungs = loop.cfg.rungs()
         self._presets: dict[str, Preset] = {loop.preset.name: loop.preset}
+        # parallel/driver.py sets this: it takes each batch and schedules its runs; None = `execute`
+        self.runner = None
 
     @property
     def enabled(self) -> bool:
@@ -129,7 +139,8 @@ class Ladder:
 
     def step(self, experiments_done: int, force: bool = False) -> dict | None:
         """Finish an open batch; then, when due (or `force`), decide and run the next. Returns the
-        batch run, None when nothing was due."""
+        batch, None when nothing was due. With a `runner` (parallel/driver.py) the batch is handed
+        to it and `step` returns at once: its runs go into the driver's queue beside new experiments."""
         batch = store.open_batch(self.db)
         if batch is None:
             last = store.last_batch(self.db)
@@ -139,11 +150,12 @@ class Ladder:
             plan = self.decide()
             batch = store.add_batch(self.db, experiments_done, plan)
             _fault("commit:batch")
-        self.execute(batch)
+        (self.runner or self.execute)(batch)
         return batch
 
     def drain(self, experiments_done: int, max_batches: int = 100) -> int:
-        """Batches with no new experiments until one plans nothing: the study ends with verdicts."""
+        """Batches with no new experiments until one plans nothing: the study ends with verdicts.
+        (The parallel driver drains on its own: its batches finish asynchronously.)"""
         for n in range(max_batches):
             batch = self.step(experiments_done, force=True)
             if batch is None or not batch["plan"]:
@@ -200,53 +212,134 @@ class Ladder:
     # -- running ----------------------------------------------------------------------------------
 
     def execute(self, batch: dict[str, Any]) -> None:
-        """Store every run the plan asks for that is not stored yet, verify, mark the batch done."""
-        to_verify = []
-        for item in batch["plan"]:
-            if item["action"] == "verify":
-                to_verify.append(item["architecture_id"])
-                continue
-            rung = self.preset(item["rung"])
-            self.ensure_baseline(rung)
-            arch = self.db.architecture(item["architecture_id"])
-            stored = {r.seed for r in self._search_runs(arch.id, rung.name)}
-            for seed in item["seeds"]:
-                if seed in stored:
-                    continue
-                self.loop.events({"stage": f"ladder {item['action']}", "arch": arch.name, "rung": rung.name,
-                                  "seed": seed})
-                result = self.loop._evaluate(arch.code, seed, preset=rung)
-                self.db.add_run(arch.id, PROMOTE, result)
-                _fault("commit:promote")
-                if not result.ok:
-                    break  # a failed run stops this candidate's climb; the plan's other items go on
-        if to_verify:
-            from archscout.verify import Verifier
+        """Run the batch's missing runs one at a time, then verify and mark it done (serial loop)."""
+        work = self.work(batch)
+        while (job := work.take()) is not None:
+            work.record(job, work.evaluate(job))
+        work.finish()
 
-            self.loop.events({"stage": "ladder verify", "n": len(to_verify)})
-            verifier = Verifier(self.study, self.loop.events)
-            verifier.run(preset=self.rungs[-1], ids=to_verify)
-        store.finish_batch(self.db, batch["batch"])
+    def work(self, batch: dict[str, Any]) -> BatchWork:
+        """The batch's runs still to do and their bookkeeping (the parallel driver schedules them)."""
+        return BatchWork(self, batch)
 
-    def ensure_baseline(self, rung: Preset) -> None:
-        """The baseline over the study's baseline seeds at this rung (stage explore), once; it sets
-        the monitor's references for candidates trained at the rung."""
-        if rung.name == self.loop.preset.name:
+    def set_rung_refs(self, rung: str) -> None:
+        """Set the monitor's references for candidates trained at `rung` from the baseline's stored
+        runs there (the study's own preset has them from Loop.ensure_baseline)."""
+        if rung == self.loop.preset.name or rung in self.loop.rung_refs:
             return
-        base = self.db.architecture(self.loop.baseline_id)
-        seeds = [self.loop.cfg.explore_seed + i for i in range(self.loop.cfg.baseline_seeds)]
-        done = {r.seed for r in self.db.runs_for(base.id, EXPLORE, rung.name) if r.status == "ok"}
-        for seed in seeds:
-            if seed in done:
-                continue
-            self.loop.events({"stage": "baseline", "rung": rung.name, "seed": seed, "of": len(seeds)})
-            result = self.loop._evaluate(base.code, seed, preset=rung)
-            if not result.ok:
-                raise BaselineFailed(f"the baseline failed at rung {rung.name} on seed {seed}: {result.failure.message}")
-            self.db.add_run(base.id, EXPLORE, result)
-        runs = [r.result for r in self.db.runs_for(base.id, EXPLORE, rung.name) if r.status == "ok"]
+        runs = [r.result for r in self.db.runs_for(self.loop.baseline_id, EXPLORE, rung) if r.status == "ok"]
         ref = baseline_ref_from_runs(runs)
         first = next((r for r in runs if r.seed == self.loop.cfg.explore_seed), runs[0])
         references = {name: {"train_curve": [p.model_dump() for p in t.train_curve], "step_time_s": t.step_time_s}
                       for name, t in first.tasks.items()}
-        self.loop.rung_refs[rung.name] = (int(ref.params_mean) if ref.params_mean else None, references)
+        self.loop.rung_refs[rung] = (int(ref.params_mean) if ref.params_mean else None, references)
+
+
+@dataclass(frozen=True)
+class LadderRun:
+    """One evaluation an open batch still needs. `kind`: baseline (the rung's reference, stage
+    explore), seeds / promote (stage promote) or verify (fresh seeds at the top rung, stage verify);
+    `item`: its index in the plan (-1 for the baseline, shared by every item at the rung)."""
+
+    kind: str
+    arch_id: int
+    rung: str
+    seed: int
+    item: int
+
+    @property
+    def stage(self) -> str:
+        return EXPLORE if self.kind == "baseline" else VERIFY if self.kind == "verify" else PROMOTE
+
+
+class BatchWork:
+    """What an open batch still has to run, and its bookkeeping; the same for the serial loop
+    (`Ladder.execute`: one run at a time) and parallel/driver.py (runs in free worker slots).
+
+    `take()` hands out the next run that may start: a rung's baseline seeds come before any
+    candidate's run there, since they set the monitor's references for it. `evaluate(job)` trains
+    it (any thread); `record(job, result)` commits it (the scheduling thread) — a failed seed or
+    promote run drops that candidate's runs not yet started (its climb stops), a failed baseline run
+    raises BaselineFailed. When `done()`, `finish()` decides the verification (verify.py, on the
+    stored verify runs) and marks the batch done. Runs already stored (a resumed batch) are never
+    planned again, and a run in flight is handed out once, so nothing is trained twice."""
+
+    def __init__(self, ladder: Ladder, batch: dict[str, Any]):
+        self.ladder, self.batch, self.loop, self.db = ladder, batch, ladder.loop, ladder.db
+        self.number = batch["batch"]
+        self.todo: list[LadderRun] = []
+        self.running: set[LadderRun] = set()
+        self.to_verify: list[int] = []
+        self._plan()
+
+    def _plan(self) -> None:
+        loop, db = self.loop, self.db
+        top = self.ladder.rungs[-1]
+        baseline_rungs: set[str] = set()
+        for index, item in enumerate(self.batch["plan"]):
+            arch_id, rung = item["architecture_id"], item["rung"]
+            if rung != loop.preset.name and rung not in baseline_rungs:
+                baseline_rungs.add(rung)
+                have = {r.seed for r in db.runs_for(loop.baseline_id, EXPLORE, rung) if r.status == "ok"}
+                self.todo += [LadderRun("baseline", loop.baseline_id, rung, seed, -1) for seed in
+                              (loop.cfg.explore_seed + i for i in range(loop.cfg.baseline_seeds)) if seed not in have]
+            if item["action"] == "verify":
+                from archscout.verify import Verifier
+
+                self.to_verify.append(arch_id)
+                have = {r.seed for r in db.runs_for(arch_id, VERIFY, top)}
+                seeds = Verifier(self.ladder.study).seeds(loop.cfg.verify.seeds)
+                self.todo += [LadderRun("verify", arch_id, top, s, index) for s in seeds if s not in have]
+                continue
+            runs = self.ladder._search_runs(arch_id, rung)
+            if any(r.status != "ok" for r in runs):
+                continue  # a run of this item failed before a restart: its climb stopped there
+            have = {r.seed for r in runs}
+            self.todo += [LadderRun(item["action"], arch_id, rung, s, index) for s in item["seeds"] if s not in have]
+
+    def take(self) -> LadderRun | None:
+        """The next run that may start now (None: none until a running one is recorded, or done)."""
+        waiting = {j.rung for j in (*self.todo, *self.running) if j.kind == "baseline"}
+        for job in self.todo:
+            if job.kind == "baseline" or job.rung not in waiting:
+                self.todo.remove(job)
+                self.running.add(job)
+                if job.kind != "baseline":
+                    self.ladder.set_rung_refs(job.rung)
+                return job
+        return None
+
+    def evaluate(self, job: LadderRun) -> RunResult:
+        item = self.batch["plan"][job.item]["action"] if job.item >= 0 else "baseline"
+        arch = self.db.architecture(job.arch_id)
+        if job.kind == "baseline":
+            self.loop.events({"stage": "baseline", "rung": job.rung, "seed": job.seed, "of": self.loop.cfg.baseline_seeds})
+        else:
+            self.loop.events({"stage": f"ladder {item}", "arch": arch.name, "rung": job.rung, "seed": job.seed})
+        return self.loop._evaluate(arch.code, job.seed, preset=self.ladder.preset(job.rung))
+
+    def record(self, job: LadderRun, result: RunResult) -> None:
+        self.running.discard(job)
+        if job.kind == "baseline" and not result.ok:
+            raise BaselineFailed(f"the baseline failed at rung {job.rung} on seed {job.seed}: {result.failure.message}")
+        self.db.add_run(job.arch_id, job.stage, result)
+        if job.kind in ("seeds", "promote"):
+            _fault("commit:promote")
+            if not result.ok:
+                self.todo = [j for j in self.todo if j.item != job.item]
+
+    def done(self) -> bool:
+        return not self.todo and not self.running
+
+    def finish(self) -> None:
+        if self.to_verify:
+            from archscout.verify import Verifier
+
+            # every verify seed is stored (take/record): this only decides, with BH across all
+            self.loop.events({"stage": "ladder verify", "n": len(self.to_verify)})
+            Verifier(self.study, self.loop.events).run(preset=self.ladder.rungs[-1], ids=self.to_verify)
+        store.finish_batch(self.db, self.number)
+
+    @property
+    def study(self) -> StudyHandle:
+        return self.ladder.study

@@ -91,7 +91,7 @@ class Loop:
         self.claims = Claims(self.db)
         # parallel/driver.py sets these for `--workers N > 1`: evaluations run as Ray tasks and
         # its scheduler replaces _run; None = the in-process path
-        self.remote: Callable[..., tuple[RunResult, RunResult | None]] | None = None
+        self.remote: Callable[..., RunResult] | None = None
         self.scheduler: Callable[[int, float | None], None] | None = None
 
     # -- baseline ---------------------------------------------------------------------------------
@@ -504,12 +504,10 @@ class Loop:
         options = dict(device=self.cfg.device, baseline_params=params, references=references,
                        extra_paths=self.cfg.candidate_path_list(self.study.folder))
         if self.remote is not None:
-            # the same sandboxed child, as a Ray task on whichever node has room (parallel/); the probe
-            # report comes back with the result, so `checked` commits when the task returns
-            result, report = self.remote(code=code, preset=preset or self.preset, seed=seed, probed=probed, **options)
-            if report is not None and on_checked is not None:
-                on_checked(report)
-            return result
+            # the same sandboxed child, as a Ray task on whichever node has room (parallel/); its
+            # probe report and progress stream back while it runs (parallel/ray_pool.py)
+            return self.remote(code=code, preset=preset or self.preset, seed=seed, probed=probed,
+                               on_checked=on_checked, progress=self._progress, **options)
         return evaluate(code, preset or self.preset, seed, probed=probed, on_checked=on_checked,
                         progress=self._progress, **options)
 

@@ -73,17 +73,18 @@ def _canned() -> tuple[str, str]:
     return result.model_dump_json(), reports[0].model_dump_json()
 
 
-def _stand_in_result(canned: tuple[str, str], code: str, seed: int, probed):
-    """What RayPool.evaluate returns: (result, the passed probe report when the task probed)."""
+def _stand_in_result(canned: tuple[str, str], code: str, seed: int, probed, on_checked=None):
+    """What RayPool.evaluate does: hand the passed probe report to `on_checked` when the task probed
+    (not when it resumed from a stored report), and return the run."""
     from archscout.records import RunResult, code_hash
 
     result = RunResult.model_validate_json(canned[0])
     result.candidate_hash, result.seed = code_hash(code), seed
-    if probed is not None:
-        return result, None
-    report = RunResult.model_validate_json(canned[1])
-    report.candidate_hash, report.seed = result.candidate_hash, seed
-    return result, report
+    if probed is None and on_checked is not None:
+        report = RunResult.model_validate_json(canned[1])
+        report.candidate_hash, report.seed = result.candidate_hash, seed
+        on_checked(report)
+    return result
 
 
 def _capacity_study(folder: Path, experiments: int):
@@ -107,7 +108,10 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
         time.sleep(seconds)
 
     class SleepPool(RayPool):
-        def evaluate(self, *, code, preset, seed, probed=None, **options):
+        """RayPool.evaluate's contract without the sandbox: the passed probe report goes to
+        `on_checked` when the task probes, then the run comes back after `sleep_s`."""
+
+        def evaluate(self, *, code, preset, seed, probed=None, on_checked=None, progress=None, **options):
             ref = stand_in.remote(sleep_s)  # one task per experiment: probes and training in one child
             with self._lock:
                 self._inflight[ref] = "evaluate"
@@ -116,7 +120,7 @@ def capacity(slots: int, sleep_s: float, experiments: int, scratch: Path) -> Non
             finally:
                 with self._lock:
                     self._inflight.pop(ref, None)
-            return _stand_in_result(canned, code, seed, probed)
+            return _stand_in_result(canned, code, seed, probed, on_checked)
 
     ray.init(num_cpus=slots, include_dashboard=False, log_to_driver=False)
     # every slot's worker process started before the clock: on a small machine, starting 64 Python
@@ -153,7 +157,8 @@ def profile(experiments: int, scratch: Path, top: int) -> None:
     handle = _capacity_study(scratch / "profile", experiments)
     try:
         loop = Loop(handle)
-        loop.remote = lambda *, code, preset, seed, probed=None, **options: _stand_in_result(canned, code, seed, probed)
+        loop.remote = lambda *, code, preset, seed, probed=None, on_checked=None, **options: _stand_in_result(
+            canned, code, seed, probed, on_checked)
         loop.ensure_baseline()
         profiler = cProfile.Profile()
         t0 = time.perf_counter()

@@ -3,7 +3,9 @@ two-worker smoke study completes (SQLite, and PostgreSQL when ARCHSCOUT_TEST_PG_
 mid-evaluation is retried; a node removed from a two-node cluster mid-study costs at most that
 evaluation (`worker_lost`), not the study; a driver killed with evaluations in flight leaves no
 process behind and resumes with nothing lost or doubled; Ctrl-C cancels and releases; bad worker
-counts and addresses write nothing."""
+counts and addresses write nothing; a kill -9 inside a promotion batch whose runs are on the workers
+loses and duplicates no run; a task's probe report and progress reach the driver while it trains
+(a kill then resumes without probing again)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -161,8 +164,8 @@ def test_driver_killed_with_evaluations_in_flight_resumes_without_loss_or_orphan
     driver = subprocess.Popen(_cli(folder, "--budget", "3", "--workers", "2"), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        # wait for an experiment whose evaluation is in flight (proposed: with Ray its `checked` state
-        # commits when the task returns) while sandboxed workers run under the driver's Ray workers
+        # wait for an experiment whose evaluation is in flight (proposed while it probes, checked
+        # while it trains) while sandboxed workers run under the driver's Ray workers
         while True:
             assert driver.poll() is None, driver.stderr.read()[-3000:]
             if (folder / "study.db").exists():
@@ -173,7 +176,7 @@ def test_driver_killed_with_evaluations_in_flight_resumes_without_loss_or_orphan
                     db.close()
                 family = _descendants(driver.pid)
                 sandboxes = [p for p in family if "archscout.evaluate.worker" in " ".join(_cmdline(p))]
-                if "proposed" in states and sandboxes:
+                if {"proposed", "checked"} & set(states) and sandboxes:
                     break
             time.sleep(0.2)
     finally:
@@ -258,3 +261,92 @@ def test_ctrl_c_cancels_the_tasks_and_releases_the_claims(tmp_path, short_tmp):
         assert not set(db.experiments.counts_by_failure()) & {"worker_lost", "killed", "crash", "exception"}
     finally:
         db.close()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(1800)
+def test_sigkill_inside_a_parallel_promotion_batch_loses_and_duplicates_no_run(tmp_path, short_tmp):
+    """test_ladder's kill -9 inside a promotion batch, with the batch's runs on two Ray workers: the
+    run stored before the kill is kept, the ones in flight are trained once on resume, and the
+    ladder's runs trained side by side on the workers."""
+    from test_ladder import _check_ladder, _config, _toml
+
+    from archscout.store import ladder as ladder_store
+
+    folder = tmp_path / "study"
+    sets = [a for k, v in _config(tmp_path, budget=4).items() for a in ("--set", f"{k}={_toml(v)}")]
+    cmd = [sys.executable, "-m", "archscout.cli", "run", "--study", str(folder), *sets, "--workers", "2"]
+    env = _env(short_tmp)
+    killed = subprocess.run(cmd, env={**env, "ARCHSCOUT_FAULT": "commit:promote"}, capture_output=True, text=True,
+                            timeout=1200)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    handle = open_study(folder, create=False)
+    try:
+        assert ladder_store.open_batch(handle.db) is not None, "the kill did not land inside a batch"
+        promote_runs = [r for r in handle.db.run_timeline() if r.stage == "promote"]
+        assert len(promote_runs) == 1
+        kept = (promote_runs[0].id, promote_runs[0].created_at)
+    finally:
+        handle.close()
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _check_ladder(folder)
+    handle = open_study(folder, create=False)
+    try:
+        db = handle.db
+        run = next(r for r in db.run_timeline() if r.id == kept[0])
+        assert run.created_at == kept[1], "the run stored before the kill was trained again"
+        counts = db.experiments.counts_by_state()
+        assert counts.get("done", 0) + counts.get("failed", 0) == 4
+        runs = db.run_timeline()
+        base = db.architectures_by_origin("baseline")[0].id
+        ladder_runs = [r for r in runs if r.stage in ("promote", "verify") or (r.architecture_id == base and r.preset == "smoke_big")]
+        spans = {r.id: (r.created_at - timedelta(seconds=r.result.wall_s["total"]), r.created_at) for r in runs}
+        # run one at a time on the driver's thread (as before), two ladder runs never overlap
+        overlapping = [(a.id, b.id) for a in ladder_runs for b in ladder_runs if a.id < b.id
+                       and spans[a.id][0] < spans[b.id][1] and spans[b.id][0] < spans[a.id][1]]
+        assert overlapping, "the ladder's runs trained one at a time: its batches did not use the free workers"
+    finally:
+        handle.close()
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(1200)
+def test_driver_killed_while_a_ray_task_trains_resumes_without_probing_again(tmp_path, short_tmp):
+    """The task streams its messages to the driver: the probe report commits `checked` while the
+    task trains on, and training progress reaches the driver (the `during:train` crash point fires
+    there). A driver killed then resumes the experiment in `checked` and trains the stored report's
+    file without probing it again."""
+    folder = tmp_path / "study"
+    env = _env(short_tmp)
+    # the baseline first, so that the crash point fires in a candidate's training, not the baseline's
+    first = subprocess.run(_cli(folder, "--budget", "0", "--workers", "2"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    killed = subprocess.run(_cli(folder, "--budget", "3", "--workers", "2"), env={**env, "ARCHSCOUT_FAULT": "during:train"},
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, ("the driver never saw a task's training progress", killed.stderr[-3000:])
+    handle = open_study(folder, create=False)
+    try:
+        # the one whose training was under way (another may have been probing, or trained already)
+        training = [e for e in handle.db.experiments.open_experiments() if e.state == "checked"]
+        assert training, "no probe report committed while its task trained"
+        stored = {e.id: e.probe_report for e in training}
+        assert all(r and r["status"] == "ok" and r["probes"] for r in stored.values())
+        assert all(handle.db.runs_for(e.architecture_id) == [] for e in training)
+    finally:
+        handle.close()
+    final = subprocess.run(_cli(folder, "--budget", "3", "--workers", "2"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    _check_consistent(folder, 3)
+    handle = open_study(folder, create=False)
+    try:
+        for exp_id, report in stored.items():
+            resumed = handle.db.experiments.get(exp_id)
+            assert resumed.probe_report == report
+            (run,) = handle.db.runs_for(resumed.architecture_id)
+            # the run carries the stored report itself (its timings included), not a fresh probe's
+            assert [p.model_dump(mode="json") for p in run.result.probes] == report["probes"]
+    finally:
+        handle.close()

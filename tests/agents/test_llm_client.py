@@ -4,6 +4,7 @@ timeouts), budgets, and the ledger in a real SQLite study database."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -132,24 +133,40 @@ def test_retries_exhausted_raise_llmunavailable_and_are_recorded(config_for, ser
     db.close()
 
 
+def _ceiling(client: LLMClient) -> int:
+    """One `ask`'s worst case in tokens: what the client reserves before sending it."""
+    return sum(client.worst_case("planner", SYSTEM, "Go.", Idea.model_json_schema()))
+
+
 @PROVIDERS
-def test_token_budget_stops_before_any_request(config_for, server, provider, tmp_path):
+def test_token_budget_is_never_exceeded(config_for, server, provider, tmp_path):
     db = open_study_db(tmp_path)
-    client = LLMClient(config_for(provider, budget_tokens=10), ledger=db.ledger)
-    server.enqueue(VALID)
-    server.enqueue(VALID)
-    ask(client)  # allowed: nothing spent yet; it crosses the budget
+    ceiling = _ceiling(LLMClient(config_for(provider, max_tokens=50)))
+    # a budget below one call's worst case: refused before any request
     with pytest.raises(BudgetExhausted) as err:
+        ask(LLMClient(config_for(provider, max_tokens=50, budget_tokens=ceiling - 1), ledger=db.ledger))
+    assert server.requests == [] and db.ledger.calls() == []
+    assert "\n" not in str(err.value) and f"of {ceiling - 1:,} tokens" in str(err.value)
+    # exactly one worst case: the first call goes; the second could cross the line, so it does not
+    client = LLMClient(config_for(provider, max_tokens=50, budget_tokens=ceiling), ledger=db.ledger)
+    server.enqueue(VALID)
+    server.enqueue(VALID)
+    ask(client)
+    with pytest.raises(BudgetExhausted, match="of .* tokens spent or reserved"):
         ask(client)
     assert len(server.requests) == 1
-    assert "\n" not in str(err.value) and "of 10 tokens" in str(err.value)
-    assert len(db.ledger.calls()) == 1
+    [call] = db.ledger.calls()
+    # the reservation was settled with the real usage
+    assert call.outcome == "ok" and 0 < call.tokens_in + call.tokens_out <= ceiling
+    assert db.ledger.totals(reserved=True) == db.ledger.totals()
     db.close()
 
 
 def test_dollar_budget_counts_a_fresh_client_on_the_same_ledger(config_for, server, tmp_path):
     db = open_study_db(tmp_path)
-    config = config_for("openai", budget_usd=1e-6, prices={"test-model": Price(input=1.0, output=1.0)})
+    prices = {"test-model": Price(input=1.0, output=1.0)}  # $1 per million tokens
+    ceiling = _ceiling(LLMClient(config_for("openai", max_tokens=50)))
+    config = config_for("openai", max_tokens=50, budget_usd=ceiling / 1e6, prices=prices)
     server.enqueue(VALID)
     ask(LLMClient(config, ledger=db.ledger))
     # A resumed study builds a new client; the spend comes from the database, not from memory.
@@ -160,12 +177,48 @@ def test_dollar_budget_counts_a_fresh_client_on_the_same_ledger(config_for, serv
 
 
 def test_budget_without_a_ledger_uses_in_memory_totals(config_for, server):
-    client = LLMClient(config_for("openai", budget_tokens=10))
+    ceiling = _ceiling(LLMClient(config_for("openai", max_tokens=50)))
+    client = LLMClient(config_for("openai", max_tokens=50, budget_tokens=ceiling))
     server.enqueue(VALID)
     ask(client)
     with pytest.raises(BudgetExhausted):
         ask(client)
     assert len(server.requests) == 1
+    assert 0 < client.totals()["tokens_in"] + client.totals()["tokens_out"] <= ceiling
+
+
+def test_concurrent_callers_never_exceed_the_budget(config_for, server, tmp_path):
+    """Eight threads (experiments in flight) on one study's ledger, a budget of three worst cases,
+    replies that take seconds: three requests are in flight at once, the other five are refused
+    (without reservations all eight would have found nothing spent and gone), and the spend stays
+    within the budget."""
+    db = open_study_db(tmp_path)
+    ceiling = _ceiling(LLMClient(config_for("openai", max_tokens=50)))
+    config = config_for("openai", max_tokens=50, budget_tokens=3 * ceiling)
+    for _ in range(8):
+        server.enqueue(VALID, delay_s=3.0)  # (under the 5 s timeout) every reservation is taken before the first settles
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def one() -> None:
+        client = LLMClient(config, ledger=db.ledger)  # one per thread, as separate drivers would
+        barrier.wait()
+        try:
+            ask(client)
+            outcomes.append("ok")
+        except BudgetExhausted:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = len(server.requests)
+    assert sent == 3 and outcomes.count("ok") == 3 and outcomes.count("refused") == 5
+    spent = db.ledger.totals()
+    assert spent["calls"] == sent and spent["tokens_in"] + spent["tokens_out"] <= 3 * ceiling
+    db.close()
 
 
 def test_per_agent_settings_reach_the_request(config_for, server):
