@@ -167,6 +167,31 @@ def thompson(posteriors: Sequence[Posterior], rng: random.Random) -> int | None:
     return max(posteriors, key=lambda p: p.draw(rng)).arch_id
 
 
+def prob_above(post: Posterior, cutoff: float) -> float:
+    """Posterior probability that the candidate's fitness exceeds `cutoff`."""
+    if post.sd <= 0:
+        return float(post.mean > cutoff)
+    return float(stats.norm.sf(cutoff, loc=post.mean, scale=post.sd))
+
+
+def thompson_picks(posteriors: Sequence[Posterior], cutoff: float, slots: int,
+                   rng: random.Random) -> list[tuple[Posterior, float, float]]:
+    """Multiple-play Thompson sampling against a cutoff: one draw from each posterior (in the order
+    given, so a fixed `rng` gives a fixed answer); those whose draw clears `cutoff`, highest draw
+    first, at most `slots`. Each is returned with its draw and P(fitness > cutoff).
+
+    A candidate is picked with about the posterior probability that it belongs above the cutoff:
+    a wide single-run posterior near the cutoff often, a narrow one far above or below rarely (its
+    membership is already settled). Candidates whose whole interval lies below the cutoff are not
+    drawn at all: more seeds could not change where they stand at this interval level.
+    """
+    if slots <= 0:
+        return []
+    drawn = [(p, p.draw(rng)) for p in posteriors if p.hi >= cutoff]
+    above = sorted(((p, d) for p, d in drawn if d >= cutoff), key=lambda pd: (-pd[1], pd[0].arch_id))
+    return [(p, d, prob_above(p, cutoff)) for p, d in above[:slots]]
+
+
 # -- from a study database ------------------------------------------------------------------------
 
 
