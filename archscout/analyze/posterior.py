@@ -33,6 +33,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from scipy import stats
@@ -202,21 +203,30 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
     Each run is scored against its own rung's baseline reference; candidates without a baseline at a
     rung skip that rung's runs (the ladder evaluates the baseline before anyone reaches the rung).
     """
+    base, cands = _timed_fitness(db, arch_ids, rungs, config, baseline_id)
+    return ({r: [y for y, _ in ys] for r, ys in base.items()},
+            {a: [(r, y) for r, y, _ in obs] for a, obs in cands.items()})
+
+
+def _timed_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config: FitnessConfig, baseline_id: int
+                   ) -> tuple[dict[str, list[tuple[float, datetime]]], dict[int, list[tuple[str, float, datetime]]]]:
+    """run_fitness with each run's creation time beside its fitness (best_history replays by it)."""
     from archscout.store.pool import held_ids
 
     refs = {}
-    base_fit: dict[str, list[float]] = {}
+    base_fit: dict[str, list[tuple[float, datetime]]] = {}
     for rung in rungs:
-        runs = [r.result for r in db.runs_for(baseline_id, "explore", rung) if r.status == "ok"]
+        runs = [r for r in db.runs_for(baseline_id, "explore", rung) if r.status == "ok"]
         try:
-            refs[rung] = baseline_ref_from_runs(runs)
+            refs[rung] = baseline_ref_from_runs([r.result for r in runs])
         except ValueError:
             continue
         judge = BASELINE_JUDGE if config.judge == "llm" else None
-        base_fit[rung] = [compute_fitness(r, refs[rung], config, judge_score=judge).fitness for r in runs]
+        base_fit[rung] = [(compute_fitness(r.result, refs[rung], config, judge_score=judge).fitness, r.created_at)
+                          for r in runs]
     held = held_ids(db)
     ids = arch_ids if arch_ids is not None else _searched_ids(db, rungs)
-    out: dict[int, list[tuple[str, float]]] = {}
+    out: dict[int, list[tuple[str, float, datetime]]] = {}
     for arch_id in ids:
         if arch_id == baseline_id or arch_id in held:
             continue
@@ -224,10 +234,39 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
         obs = []
         for run in db.runs_for(arch_id):
             if run.stage in SEARCH_STAGES and run.status == "ok" and run.preset in refs and run.val_loss is not None:
-                obs.append((run.preset, compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness))
+                fitness = compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness
+                obs.append((run.preset, fitness, run.created_at))
         if obs:
             out[arch_id] = obs
     return base_fit, out
+
+
+def best_history(db, rungs: Sequence[str], config: FitnessConfig, cuts: Sequence[datetime],
+                 level: float = LEVEL) -> list[float | None]:
+    """The best searched candidate's posterior mean as it stood at each cut: from the runs stored
+    before it (None: no candidate yet). `--patience` replays a study's past with it (stopping.py).
+
+    Each run is scored against the baseline reference of all the baseline's runs at its rung; the
+    ladder trains a rung's baseline before any candidate reaches the rung, so that is the reference
+    the run had when it was stored. The seed sigma and the population prior are refitted per cut.
+    """
+    bases = db.architectures_by_origin("baseline")
+    if not bases or not rungs:
+        return [None] * len(cuts)
+    base_t, cand_t = _timed_fitness(db, None, rungs, config, bases[0].id)
+    out: list[float | None] = []
+    for cut in cuts:
+        base_fit = {r: [y for y, t in ys if t < cut] for r, ys in base_t.items()}
+        base_fit = {r: ys for r, ys in base_fit.items() if ys}
+        cands = {a: [(r, y) for r, y, t in obs if t < cut] for a, obs in cand_t.items()}
+        cands = {a: obs for a, obs in cands.items() if obs}
+        if not cands:
+            out.append(None)
+            continue
+        sigma, offset = rung_noise(base_fit, cands, [r for r in rungs if r in base_fit] or list(rungs))
+        posts, _ = fit(cands, sigma, offset, level, prior_ids=list(cands))
+        out.append(max((p.mean for p in posts.values()), default=None))
+    return out
 
 
 def _searched_ids(db, rungs: Sequence[str]) -> list[int]:
