@@ -269,6 +269,14 @@ def best_history(db, rungs: Sequence[str], config: FitnessConfig, cuts: Sequence
     return out
 
 
+def best_posterior(db, rungs: Sequence[str], config: FitnessConfig) -> dict | None:
+    """The searched candidate with the highest posterior mean, as {arch_id, mean, lo, hi, n, ...}
+    (the live view's "best posterior"); None before any candidate has a run."""
+    posts = posteriors_from_db(db, rungs, config, include_baseline=False)[0]
+    best = max(posts.values(), key=lambda p: (p.mean, p.n, -p.arch_id), default=None)
+    return None if best is None else {"arch_id": best.arch_id, **best.as_dict()}
+
+
 def _searched_ids(db, rungs: Sequence[str]) -> list[int]:
     ids: set[int] = set()
     for rung in rungs:
