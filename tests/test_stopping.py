@@ -192,3 +192,23 @@ def test_a_killed_and_resumed_study_stops_where_its_history_says(tmp_path):
         assert f"after experiment {best_at}" in stop["reason"]
     finally:
         handle.close()
+
+
+def test_the_replayed_best_is_the_live_best_at_each_cut(synthetic):
+    """best_history at a cut equals the live posterior best of the runs stored before it."""
+    from datetime import datetime, timezone
+
+    from archscout.analyze.posterior import best_history, posteriors_from_db
+
+    db, cfg = synthetic.db, synthetic.config
+
+    def live() -> float:
+        base = {a.id for a in db.architectures_by_origin("baseline")}
+        return max(p.mean for a, p in posteriors_from_db(db, cfg.rungs(), cfg.fitness)[0].items() if a not in base)
+
+    before = live()
+    cut = datetime.now(timezone.utc)
+    _add(synthetic, "better", [(4.95, 0.55)] * 3)
+    after = live()
+    assert after > before
+    assert best_history(db, cfg.rungs(), cfg.fitness, [cut, datetime.now(timezone.utc)]) == [before, after]
