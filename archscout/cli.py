@@ -352,9 +352,13 @@ def report_cmd(
 
     from archscout.calibration.cli import latest_summary, render_summary
 
+    from archscout.report import posterior_rows
+    from archscout.ui import render_posteriors
+
     handle = _open(study, read=True)
     try:
         paths = write_report(handle)
+        render_posteriors(console, posterior_rows(handle)[:10])
         for line in agreement_lines(external_agreement(handle.db)):
             console.print(line, highlight=False)
         calibration = latest_summary(study, handle.preset.name)

@@ -11,6 +11,12 @@ the rung's top `ladder.top_fraction` whose current (highest) rung it is
 A candidate that got seeds because one run looked good and then falls out of the top fraction stays
 where it is: that is the demotion the ladder exists for.
 
+`ladder.promote = "thompson"` changes only who gets the extra seeds: instead of the top fraction by
+posterior mean getting all their seeds at once, each batch draws once from every unsettled
+candidate's posterior and gives one more seed to those whose draw clears the promotion cutoff
+(multiple-play Thompson sampling; analyze/posterior.py `thompson_picks`). Promotion to the next rung
+and verification stay with the posterior mean's top fraction, so a draw can never promote anyone.
+
 Crash safety. The batch's plan is committed (store/ladder.py) before any of its runs; each run is
 committed as it finishes, keyed (architecture, stage, preset, seed); resume continues the open batch
 and skips the runs already stored, so a kill -9 mid-batch loses and duplicates nothing. Runs the
@@ -32,6 +38,7 @@ the batch storage (store/ladder.py). A study without `ladder.rungs` never calls 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,7 @@ from typing import Any
 from archscout import quarantine
 from archscout.faults import fault as _fault
 from archscout.analyze.fitness import baseline_ref_from_runs
-from archscout.analyze.posterior import Posterior, posteriors_from_db
+from archscout.analyze.posterior import Posterior, posteriors_from_db, thompson_picks
 from archscout.config import Preset, get_preset
 from archscout.records import RunResult
 from archscout.store import ladder as store
@@ -164,25 +171,35 @@ class Ladder:
 
     # -- deciding ---------------------------------------------------------------------------------
 
-    def decide(self) -> list[dict[str, Any]]:
+    def decide(self, rng: random.Random | None = None) -> list[dict[str, Any]]:
+        """The next batch's plan. `rng` feeds the Thompson draws (`ladder.promote = "thompson"`);
+        by default it is seeded by the study's seed and the batch number, so a study replays."""
         posts = study_posteriors(self.study)
         at = current_rungs(self.study)
         held = quarantine.held_ids(self.db)
         verified = set(self.db.architectures_with_runs(VERIFY, self.rungs[-1]))
+        thompson = self.cfg.promote == "thompson"
+        rng = rng if rng is not None else self._batch_rng()
         plan = []
         for index, rung in enumerate(self.rungs):
             members = [posts[a] for a in posts if a in at and self._has_ok_run(a, rung)]
             members.sort(key=lambda p: (-p.mean, -p.n, p.arch_id))
             keep = math.ceil(self.cfg.top_fraction * len(members))
+            want = self.cfg.seeds_at(index)
+
+            def movable(arch_id: int, rung: str = rung) -> bool:
+                return at.get(arch_id) == rung and arch_id not in held and not self._failed_at(arch_id, rung)
+
             for rank, post in enumerate(members[:keep], start=1):
                 arch_id = post.arch_id
-                if at.get(arch_id) != rung or arch_id in held or self._failed_at(arch_id, rung):
+                if not movable(arch_id):
                     continue
                 why = (f"posterior {post.mean:.4f} [{post.lo:.4f}, {post.hi:.4f}] from {post.n} run(s): rank "
                        f"{rank} of {len(members)} at {rung}, inside the top {self.cfg.top_fraction:g}")
                 have = len(self._seeds(arch_id, rung))
-                want = self.cfg.seeds_at(index)
                 if have < want:
+                    if thompson:
+                        continue  # its seeds are the draw's to give (below)
                     action, target, seeds = "seeds", rung, self._seed_list(want)
                 elif index + 1 < len(self.rungs):
                     action, target, seeds = "promote", self.rungs[index + 1], self._seed_list(1)
@@ -192,7 +209,34 @@ class Ladder:
                     continue
                 plan.append({"architecture_id": arch_id, "action": action, "rung": target, "seeds": seeds,
                              "reason": why, "posterior": post.as_dict()})
+            if thompson and members:
+                plan += self._thompson_seeds(rung, members, keep, want, movable, rng)
         return plan
+
+    def _thompson_seeds(self, rung: str, members: list[Posterior], keep: int, want: int, movable,
+                        rng: random.Random) -> list[dict[str, Any]]:
+        """One more seed each for up to `keep` candidates whose posterior draw clears the promotion
+        cutoff (the posterior mean of the rung's last promotable rank): a candidate is picked with
+        about the probability that it truly belongs above the cutoff, so seeds go where membership
+        is uncertain, and one seed at a time, so the next batch re-decides on the narrower posterior.
+        Candidates whose interval lies wholly below the cutoff are settled and never drawn, which
+        bounds the seeds a drain can spend."""
+        cutoff = members[keep - 1].mean
+        open_ = [p for p in members if movable(p.arch_id) and len(self._seeds(p.arch_id, rung)) < want]
+        out = []
+        for post, draw, chance in thompson_picks(open_, cutoff, keep, rng):
+            have = len(self._seeds(post.arch_id, rung))
+            why = (f"thompson: posterior {post.mean:.4f} [{post.lo:.4f}, {post.hi:.4f}] from {post.n} run(s); a draw "
+                   f"({draw:.4f}) cleared the promotion cutoff {cutoff:.4f} at {rung} (P(above) {chance:.2f}); "
+                   f"seed {have + 1} of {want}")
+            out.append({"architecture_id": post.arch_id, "action": "seeds", "rung": rung,
+                        "seeds": self._seed_list(have + 1), "reason": why, "posterior": post.as_dict()})
+        return out
+
+    def _batch_rng(self) -> random.Random:
+        last = store.last_batch(self.db)
+        number = (last["batch"] if last else 0) + 1
+        return random.Random(f"{self.loop.cfg.seed}:ladder:{number}")
 
     def _seed_list(self, count: int) -> list[int]:
         return [self.loop.cfg.explore_seed + i for i in range(count)]

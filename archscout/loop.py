@@ -41,6 +41,7 @@ from archscout import quarantine
 from archscout.faults import fault as _fault
 from archscout.analyze.analyst import analyze
 from archscout.analyze.fitness import BASELINE_JUDGE, BaselineRef, baseline_ref_from_runs, compute_fitness
+from archscout.analyze.posterior import best_posterior
 from archscout.config import Preset
 from archscout.evaluate.runner import OnChecked, evaluate
 from archscout.ladder import BaselineFailed, Ladder, pool_ranking
@@ -450,6 +451,8 @@ class Loop:
         self.events({
             "stage": "end", "seq": exp.seq, "state": exp.state, "reason": exp.failure_reason,
             "best": top[0][1] if top else None,
+            # the live view shows the posterior best beside the best single run (ui.RunView)
+            "best_posterior": best_posterior(self.db, self.cfg.rungs(), self.cfg.fitness),
         })
 
     def wind_down(self) -> None:

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
         from archscout import quarantine
         from archscout.cli_study import open_or_fail as _open
-        from archscout.ui import RunView, console, fail
+        from archscout.ui import RunView, console, fail, fmt_posterior
 
         handle = _open(study)
         try:
@@ -38,10 +38,17 @@ def register(app: typer.Typer) -> None:
             view = RunView(console, 0, 0)
             with Live(view, console=console, refresh_per_second=4, transient=True):
                 outcome = quarantine.recheck(handle, arch_id, seeds=seeds, events=view.event)
+            post = None
+            if outcome["state"] == quarantine.CLEARED:
+                from archscout.ladder import study_posteriors
+
+                found = study_posteriors(handle).get(arch_id)
+                post = found.as_dict() if found else None
         finally:
             handle.close()
         if outcome["state"] == quarantine.CLEARED:
-            console.print(f"#{arch_id} cleared: every re-run passed; fitness {outcome['fitness']:.4f}")
+            console.print(f"#{arch_id} cleared: every re-run passed; fitness {outcome['fitness']:.4f}, posterior "
+                          f"{fmt_posterior(post)} (90% interval, runs combined)", highlight=False)
         else:
             console.print(f"#{arch_id} confirmed: " + "; ".join(outcome["problems"]), highlight=False)
             raise typer.Exit(1)

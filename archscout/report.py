@@ -10,6 +10,8 @@ Written into `<study>/report/`:
 - `scaling.csv|json|png`  cumulative single-run "improvements" (as ASI-Arch counted them) and
   cumulative verified discoveries against cumulative compute (device-hours = run wall hours);
 - `shrinkage.png`;
+- `posterior.csv`      every candidate's posterior fitness (mean, 90 % interval, runs combined) beside
+  its exploration run's fitness; `archscout report` prints its top rows;
 - `external_agreement.json`  for imported architectures with published results (ASI-Arch's), Spearman
   ρ (bootstrap CI) between our measured ranking and theirs on each preset evaluated.
 It reads the database; it never evaluates anything.
@@ -84,6 +86,23 @@ def scaling_events(study: StudyHandle, discoveries: set[int]) -> list[dict[str, 
     return scaling_curve(events)
 
 
+def posterior_rows(study: StudyHandle) -> list[dict[str, Any]]:
+    """Fitness as the search ranks it: every candidate's (and the baseline's) posterior over all its
+    runs (analyze/posterior.py), best mean first, beside its exploration run's fitness."""
+    from archscout.ladder import study_posteriors
+
+    posts = sorted(study_posteriors(study).values(), key=lambda p: (-p.mean, p.arch_id))
+    rows = []
+    for p in posts:
+        arch = study.db.architecture(p.arch_id)
+        score = study.db.score(p.arch_id, EXPLORE, study.preset.name)
+        rows.append({"id": p.arch_id, "name": arch.name, "origin": arch.origin,
+                     "fitness": score.fitness if score else None, "mean": p.mean, "lo90": p.lo, "hi90": p.hi,
+                     "sd": p.sd, "runs": p.n, "raw_mean": p.raw,
+                     "by_rung": " ".join(f"{k}:{v}" for k, v in p.runs.items())})
+    return rows
+
+
 def write_report(study: StudyHandle) -> dict[str, Path]:
     folder = study.folder / "report"
     folder.mkdir(exist_ok=True)
@@ -111,14 +130,9 @@ def write_report(study: StudyHandle) -> dict[str, Path]:
     paths["scaling_csv"] = _write(folder, "scaling.csv", curve)
     paths["scaling_json"] = _write(folder, "scaling.json", curve)
     paths.update(_plots(folder, curve, shrink))
-    # fitness as the search ranks it: every candidate's posterior over all its runs (analyze/posterior.py)
-    from archscout.ladder import rung_table, study_posteriors
+    from archscout.ladder import rung_table
 
-    posts = sorted(study_posteriors(study).values(), key=lambda p: -p.mean)
-    paths["posterior_csv"] = _write(folder, "posterior.csv", [
-        {"id": p.arch_id, "name": study.db.architecture(p.arch_id).name, "mean": p.mean, "lo90": p.lo, "hi90": p.hi,
-         "sd": p.sd, "runs": p.n, "raw_mean": p.raw, "by_rung": " ".join(f"{k}:{v}" for k, v in p.runs.items())}
-        for p in posts])
+    paths["posterior_csv"] = _write(folder, "posterior.csv", posterior_rows(study))
     if study.config.ladder.rungs:
         paths["ladder_json"] = _write(folder, "ladder.json", rung_table(study))
     if agreement := external_agreement(study.db):

@@ -4,7 +4,10 @@
   of the best candidate reaches X: a single lucky run cannot trigger it, a candidate whose several
   runs agree can.
 - `--patience N`: stop after N experiments in a row that did not raise the posterior mean of the best
-  candidate (counted from the start of this `run`; a resumed study starts counting again).
+  candidate. The count is the study's, not this `run`'s: on its first check the stopper replays the
+  study's history (analyze/posterior.py `best_history`: the posterior best as it stood before each
+  experiment started), so a study killed or stopped and resumed stops at the experiment an
+  uninterrupted run would have stopped at.
 - `--cpu-hours H`: stop once the study's runs have used H CPU-hours, summed from the supervisor's
   measurement of each run (`RunResult.trust["cpu_s"]`; a wall-clock-free, contention-free budget).
 
@@ -19,7 +22,7 @@ import time
 
 from pydantic import BaseModel
 
-from archscout.analyze.posterior import posteriors_from_db
+from archscout.analyze.posterior import best_history, posteriors_from_db
 from archscout.store import ladder as store
 
 
@@ -87,7 +90,9 @@ class Stopper:
         self.reason = ""
         self.rule = ""
         self.best: float | None = None
-        self.since = 0  # experiments since the posterior best last improved
+        self.best_at = 0  # experiments done when the posterior best last rose
+        self.since = 0  # experiments since then
+        self._replayed = False
 
     def out_of_compute(self) -> bool:
         """A wall-time or CPU budget ran out: no further work (the ladder does not drain)."""
@@ -114,15 +119,31 @@ class Stopper:
         if self.rules.target_fitness is not None and best is not None and best.lo >= self.rules.target_fitness:
             return self._stop("target_fitness", f"target fitness reached: #{best.arch_id}'s posterior lower bound "
                               f"{best.lo:.4f} >= {self.rules.target_fitness:g} (mean {best.mean:.4f}, {best.n} runs)", done)
-        if self.rules.patience is not None and best is not None:
-            if self.best is None or best.mean > self.best:
-                self.best, self.since = best.mean, 0
-            else:
-                self.since += 1
-            if self.since >= self.rules.patience:
-                return self._stop("patience", f"patience: the posterior best ({self.best:.4f}) did not improve in "
-                                  f"{self.since} experiments", done)
+        if self.rules.patience is not None:
+            if not self._replayed:
+                self._replay(done)
+            self._observe(best.mean if best is not None else None, done)
+            if self.best is not None and self.since >= self.rules.patience:
+                return self._stop("patience", f"patience: the posterior best ({self.best:.4f}, reached after "
+                                  f"experiment {self.best_at}) did not improve in {self.since} experiments", done)
         return False
+
+    def _observe(self, best: float | None, done: int) -> None:
+        if best is not None and (self.best is None or best > self.best):
+            self.best, self.best_at = best, done
+        self.since = done - self.best_at if self.best is not None else 0
+
+    def _replay(self, done: int) -> None:
+        """The study's past as the checks before each of its experiments saw it: the posterior best
+        from the runs stored before experiment k+1 started is what the check at k done read."""
+        self._replayed = True
+        if done == 0:
+            return
+        db, cfg = self.loop.db, self.loop.cfg
+        exps = sorted(db.experiments.recent(limit=done), key=lambda e: e.seq)
+        cuts = [e.started_at for e in exps]  # cut k: before experiment k+1, with k experiments done
+        for k, best in enumerate(best_history(db, cfg.rungs(), cfg.fitness, cuts)):
+            self._observe(best, k)
 
     def _stop(self, rule: str, reason: str, done: int) -> bool:
         self.rule, self.reason = rule, reason

@@ -60,6 +60,10 @@ class LadderConfig(BaseModel):
     seeds: int | list[int] = 2  # seeds a candidate completes at a rung (one list entry per rung) before moving on
     promote_every: int = Field(4, ge=1)  # experiments between promotion batches
     verify: bool = True  # the top rung's survivors go through verify.py's FDR-controlled test
+    # who gets a rung's extra seeds: "top" = the top fraction by posterior mean, all seeds at once;
+    # "thompson" = one seed at a time to candidates a posterior draw puts above the promotion cutoff
+    # (ladder.py); promotion itself is by posterior mean either way
+    promote: Literal["top", "thompson"] = "top"
 
     @field_validator("seeds")
     @classmethod

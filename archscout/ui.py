@@ -110,11 +110,13 @@ def render_result(console: Console, result: RunResult, title: str = "") -> None:
 
 
 class RunView:
-    """Live view of `archscout run`: stage, counts, best fitness, ETA, and the training bars."""
+    """Live view of `archscout run`: stage, counts, the best single run's fitness and the posterior
+    best (mean, 90 % interval, runs), ETA, and the training bars."""
 
     def __init__(self, console: Console, budget: int, done_before: int):
         self.console, self.budget, self.done_before = console, budget, done_before
         self.stage, self.seq, self.best = "starting", 0, None
+        self.best_posterior: dict | None = None  # the posterior best (loop.py's end event)
         self.finished: list[float] = []
         self.started_exp: float | None = None
         self.counts: dict[str, int] = {}
@@ -158,6 +160,8 @@ class RunView:
             self.console.print(f"  {event['note']}", style="yellow", highlight=False, markup=False)
         if "best" in event:
             self.best = event["best"]
+        if event.get("best_posterior"):
+            self.best_posterior = event["best_posterior"]
         name = event.get("task")
         if name and "steps" in event:
             if name not in self.task_bars:
@@ -182,11 +186,16 @@ class RunView:
         head.add_row(
             f"[bold]experiment[/] {self.seq}/{self.budget}", f"[bold]stage[/] {self.stage}",
             f"[green]done[/] {self.counts.get('done', 0)}", f"[red]failed[/] {self.counts.get('failed', 0)}",
-            f"[bold]best fitness[/] {_fmt(self.best)}", f"[bold]ETA[/] {eta}",
+            f"[bold]best run[/] {_fmt(self.best)}", f"[bold]ETA[/] {eta}",
         )
+        grid = [head]
+        if self.best_posterior:
+            post = self.best_posterior
+            grid.append(Text(f"  best posterior #{post['arch_id']} {fmt_posterior(post)}, 90% interval over its runs",
+                             style="bold"))
         if self.workers:
-            return Group(head, Text(f"  {self.workers}", style="dim"), self.bar)
-        return Group(head, self.bar)
+            grid.append(Text(f"  {self.workers}", style="dim"))
+        return Group(*grid, self.bar)
 
 
 def render_status(console: Console, data: dict) -> None:
@@ -234,12 +243,11 @@ def render_status(console: Console, data: dict) -> None:
                           f"{row['tokens_out']:,}", f"{row['cost_usd']:.4f}")
         console.print(spend)
     best = Table(title="best architectures (exploration run; posterior over all runs, 90% interval)")
-    for col in ("id", "name", "origin", "parent", "fitness", "posterior", "runs", "val loss", "benchmark"):
+    for col in ("id", "name", "origin", "parent", "fitness", "posterior", "val loss", "benchmark"):
         best.add_column(col)
     for row in data["best"]:
-        post = row.get("posterior")
         best.add_row(str(row["id"]), row["name"], row["origin"], str(row["parent_id"] or "—"),
-                     _fmt(row["fitness"]), fmt_posterior(post), str(post["n"]) if post else "—",
+                     _fmt(row["fitness"]), fmt_posterior(row.get("posterior")),
                      _fmt(row["val_loss"]), _fmt(row["benchmark"]))
     console.print(best)
     if data.get("ladder"):
@@ -247,7 +255,22 @@ def render_status(console: Console, data: dict) -> None:
 
 
 def fmt_posterior(post: dict | None) -> str:
-    return "—" if not post else f"{post['mean']:.4f} [{post['lo']:.4f}, {post['hi']:.4f}]"
+    """A posterior fitness as the terminal prints it: mean [90 % interval] (runs combined)."""
+    if not post:
+        return "—"
+    n = post.get("n") or 0
+    return f"{post['mean']:.4f} [{post['lo']:.4f}, {post['hi']:.4f}] ({n} run{'' if n == 1 else 's'})"
+
+
+def render_posteriors(console: Console, rows: list[dict]) -> None:
+    """`archscout report`'s best candidates by posterior (report.posterior_rows)."""
+    table = Table(title="best by posterior fitness (90% interval, runs combined; full list in posterior.csv)")
+    for col in ("id", "name", "origin", "fitness (one run)", "posterior"):
+        table.add_column(col)
+    for row in rows:
+        post = {"mean": row["mean"], "lo": row["lo90"], "hi": row["hi90"], "n": row["runs"]}
+        table.add_row(str(row["id"]), row["name"], row["origin"], _fmt(row["fitness"]), fmt_posterior(post))
+    console.print(table)
 
 
 def render_ladder(console: Console, ladder: dict) -> None:
@@ -288,7 +311,8 @@ def render_architecture(console: Console, data: dict) -> None:
                       f"bench {_fmt(sc.get('bench_term'))}, judge[{sc.get('judge_kind')}] {_fmt(sc.get('judge_term'))})")
     if data.get("posterior"):
         post = data["posterior"]
-        console.print(f"posterior fitness {fmt_posterior(post)} (90%) from {post['n']} run(s): {post['runs']}")
+        by_rung = ", ".join(f"{rung} {n}" for rung, n in post["runs"].items())
+        console.print(f"posterior fitness {fmt_posterior(post)}, 90% interval; runs by rung: {by_rung}", highlight=False)
     runs = Table(title="runs")
     for col in ("stage", "preset", "seed", "status", "val loss", "benchmark", "params", "tokens/s", "note"):
         runs.add_column(col)

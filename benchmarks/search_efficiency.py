@@ -7,15 +7,20 @@ Policies (same offline proposer, preset and study seeds 0, 1, ...):
 - `single`: ASI-Arch's pool on single runs (pool.ranking = "single", top-10 / 11-50 parents);
 - `ladder`: the ladder with posterior ranking (pool.ranking = "posterior"; `--rungs`, default the
   preset alone: one run per new candidate, extra seeds for the top fraction of each batch);
-- `random`: random parents (the scientific control), single-run ranking.
+- `random`: random parents (the scientific control), single-run ranking;
+- `thompson` (not in the default list): the ladder with Thompson sampling for parents
+  (pool.selection) and for the rung's extra seeds (ladder.promote).
 Each study runs until the `--cpu-hours` stopping rule fires (CPU seconds the supervisor measured for
 every run: baseline, exploration, promotion; not wall time, which other load on the machine moves),
 so the policies are compared at equal compute, not equal experiment count. Then each study verifies
 its own `--verify-top` best (by posterior mean for `ladder`, by single run for the others) over
 `--seeds` fresh seeds against the baseline (verify.py: Welch, BH), outside the budget and the same way
 for every policy. Prints per policy, as a mean over studies with a 95 % t interval: the best verified
-effect vs the baseline on the primary metric, verified discoveries, experiments run, CPU-hours used
-and the share of that compute spent on promotion runs. Study folders are kept under --out.
+effect vs the baseline on the primary metric, verified discoveries, experiments run, CPU-hours used,
+the share of that compute spent on promotion runs and, for the ladder policies, how many exploration
+"winners" the ladder demoted before verification: of the `--verify-top` best single exploration runs
+(what the single-run pool would have sent to verification), those its posterior ranking did not send.
+Study folders are kept under --out.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ POLICIES = {
     "single": {"pool.ranking": "single", "pool.selection": "top"},
     "ladder": {"pool.ranking": "posterior", "pool.selection": "top"},
     "random": {"pool.ranking": "single", "pool.selection": "random"},
+    "thompson": {"pool.ranking": "posterior", "pool.selection": "thompson", "ladder.promote": "thompson"},
 }
+LADDERS = ("ladder", "thompson")
 
 
 def _interval(values: list[float], digits: int = 4) -> str:
@@ -61,7 +68,7 @@ def _cpu_s(run) -> float:
 def run_one(folder: Path, policy: str, seed: int, args) -> dict:
     config = {"preset": args.preset, "budget": args.max_experiments, "seed": seed, "baseline_seeds": args.baseline_seeds,
               "verify.top": args.verify_top, "verify.seeds": args.seeds, "novelty.backend": "bm25", **POLICIES[policy]}
-    if policy == "ladder":
+    if policy in LADDERS:
         # verification is done below for every policy alike, so the ladder's budget buys search only
         config.update({"ladder.rungs": args.rungs or [args.preset], "ladder.verify": False,
                        "ladder.promote_every": args.promote_every, "ladder.top_fraction": args.top_fraction,
@@ -81,11 +88,12 @@ def run_one(folder: Path, policy: str, seed: int, args) -> dict:
         cpu = sum(_cpu_s(r) for r in search)
         promote = sum(_cpu_s(r) for r in search if r.stage == "promote")
         baseline = {a.id for a in handle.db.architectures_by_origin("baseline")}
-        if policy == "ladder":
+        winners = [a for a, _ in handle.db.top_scores("explore", handle.preset.name, args.verify_top + 1)
+                   if a not in baseline][: args.verify_top]
+        if policy in LADDERS:
             ids = [a for a, _, _ in pool_ranking(handle) if a not in baseline][: args.verify_top]
         else:
-            ids = [a for a, _ in handle.db.top_scores("explore", handle.preset.name, args.verify_top + 1)
-                   if a not in baseline][: args.verify_top]
+            ids = winners
         verdicts = Verifier(handle).run(ids=ids) if ids else {"architectures": []}
         primary = handle.config.verify.rule.primary
         effects = [row["comparisons"][primary]["effect"] for row in verdicts["architectures"]
@@ -94,6 +102,7 @@ def run_one(folder: Path, policy: str, seed: int, args) -> dict:
         return {"best_effect": max(effects) if effects else None,
                 "discoveries": sum(row["verdict"]["discovery"] for row in verdicts["architectures"]),
                 "experiments": sum(counts.values()), "cpu_h": cpu / 3600, "promote_share": promote / cpu if cpu else 0.0,
+                "winners_demoted": len(set(winners) - set(ids)) if policy in LADDERS else None,
                 "stopped_by": loop.stopped_by}
     finally:
         handle.close()
@@ -122,13 +131,14 @@ def main() -> None:
     print(f"preset {args.preset}, {args.cpu_hours:g} CPU-hours of search per study, {args.studies} studies per "
           f"policy, verification: top {args.verify_top} x {args.seeds} fresh seeds; folders in {out}")
     print(f"{'policy':<8} {'best verified effect (95% CI)':<40} {'discoveries':<28} {'experiments':<26} "
-          f"{'CPU-h':<26} promotion share")
+          f"{'CPU-h':<26} {'promotion share':<26} winners demoted before verification")
     for policy, rows in results.items():
         def col(key: str, d: int = 4, rows: list[dict] = rows) -> str:
             return _interval([r[key] for r in rows], d)
 
         print(f"{policy:<8} {col('best_effect'):<40} {col('discoveries', 2):<28} {col('experiments', 1):<26} "
-              f"{col('cpu_h', 3):<26} {col('promote_share', 2)}")
+              f"{col('cpu_h', 3):<26} {col('promote_share', 2):<26} "
+              f"{col('winners_demoted', 2) if policy in LADDERS else '— (verifies its single-run winners)'}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import random
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from scipy import stats
@@ -168,6 +169,31 @@ def thompson(posteriors: Sequence[Posterior], rng: random.Random) -> int | None:
     return max(posteriors, key=lambda p: p.draw(rng)).arch_id
 
 
+def prob_above(post: Posterior, cutoff: float) -> float:
+    """Posterior probability that the candidate's fitness exceeds `cutoff`."""
+    if post.sd <= 0:
+        return float(post.mean > cutoff)
+    return float(stats.norm.sf(cutoff, loc=post.mean, scale=post.sd))
+
+
+def thompson_picks(posteriors: Sequence[Posterior], cutoff: float, slots: int,
+                   rng: random.Random) -> list[tuple[Posterior, float, float]]:
+    """Multiple-play Thompson sampling against a cutoff: one draw from each posterior (in the order
+    given, so a fixed `rng` gives a fixed answer); those whose draw clears `cutoff`, highest draw
+    first, at most `slots`. Each is returned with its draw and P(fitness > cutoff).
+
+    A candidate is picked with about the posterior probability that it belongs above the cutoff:
+    a wide single-run posterior near the cutoff often, a narrow one far above or below rarely (its
+    membership is already settled). Candidates whose whole interval lies below the cutoff are not
+    drawn at all: more seeds could not change where they stand at this interval level.
+    """
+    if slots <= 0:
+        return []
+    drawn = [(p, p.draw(rng)) for p in posteriors if p.hi >= cutoff]
+    above = sorted(((p, d) for p, d in drawn if d >= cutoff), key=lambda pd: (-pd[1], pd[0].arch_id))
+    return [(p, d, prob_above(p, cutoff)) for p, d in above[:slots]]
+
+
 # -- from a study database ------------------------------------------------------------------------
 
 
@@ -178,18 +204,27 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
     Each run is scored against its own rung's baseline reference; candidates without a baseline at a
     rung skip that rung's runs (the ladder evaluates the baseline before anyone reaches the rung).
     """
+    base, cands = _timed_fitness(db, arch_ids, rungs, config, baseline_id)
+    return ({r: [y for y, _ in ys] for r, ys in base.items()},
+            {a: [(r, y) for r, y, _ in obs] for a, obs in cands.items()})
+
+
+def _timed_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config: FitnessConfig, baseline_id: int
+                   ) -> tuple[dict[str, list[tuple[float, datetime]]], dict[int, list[tuple[str, float, datetime]]]]:
+    """run_fitness with each run's creation time beside its fitness (best_history replays by it)."""
     from archscout.store.pool import held_ids
 
     refs = {}
-    base_fit: dict[str, list[float]] = {}
+    base_fit: dict[str, list[tuple[float, datetime]]] = {}
     for rung in rungs:
-        runs = [r.result for r in db.runs_for(baseline_id, "explore", rung) if r.status == "ok"]
+        runs = [r for r in db.runs_for(baseline_id, "explore", rung) if r.status == "ok"]
         try:
-            refs[rung] = baseline_ref_from_runs(runs)
+            refs[rung] = baseline_ref_from_runs([r.result for r in runs])
         except ValueError:
             continue
         judge = BASELINE_JUDGE if config.judge == "llm" else None
-        base_fit[rung] = [compute_fitness(r, refs[rung], config, judge_score=judge).fitness for r in runs]
+        base_fit[rung] = [(compute_fitness(r.result, refs[rung], config, judge_score=judge).fitness, r.created_at)
+                          for r in runs]
     held = held_ids(db)
     ids = [i for i in (arch_ids if arch_ids is not None else _searched_ids(db, rungs)) if i != baseline_id and i not in held]
     # Every candidate's search runs in one set-based read of their keys; a run's fitness is computed
@@ -202,7 +237,7 @@ def run_fitness(db, arch_ids: Sequence[int] | None, rungs: Sequence[str], config
         return base_fit, _scored(db, conn, ids, keys, refs, config, memo)
 
 
-def _scored(db, conn, ids, keys, refs, config, memo) -> dict[int, list[tuple[str, float]]]:
+def _scored(db, conn, ids, keys, refs, config, memo) -> dict[int, list[tuple[str, float, datetime]]]:
     scoring = {rung: repr((sorted(ref.model_dump().items()), sorted(config.model_dump().items())))
                for rung, ref in refs.items()}
     judges = {arch_id: _judge(db, arch_id) if config.judge == "llm" else None for arch_id in keys}
@@ -224,9 +259,9 @@ def _scored(db, conn, ids, keys, refs, config, memo) -> dict[int, list[tuple[str
             judge = judges[run.architecture_id]
             key = memo_key(run.id, run.created_at, run.architecture_id, run.preset)
             values[key] = memo[key] = compute_fitness(run.result, refs[run.preset], config, judge_score=judge).fitness
-    out: dict[int, list[tuple[str, float]]] = {}
+    out: dict[int, list[tuple[str, float, datetime]]] = {}
     for arch_id in ids:
-        obs = [(k.preset, values[key]) for k in keys.get(arch_id, [])
+        obs = [(k.preset, values[key], k.created_at) for k in keys.get(arch_id, [])
                if (key := memo_key(k.id, k.created_at, arch_id, k.preset)) in values]
         if obs:
             out[arch_id] = obs
@@ -245,6 +280,42 @@ def _fitness_memo(db) -> dict:
     if memo is None:
         memo = _MEMOS[db] = {}
     return memo
+
+
+def best_history(db, rungs: Sequence[str], config: FitnessConfig, cuts: Sequence[datetime],
+                 level: float = LEVEL) -> list[float | None]:
+    """The best searched candidate's posterior mean as it stood at each cut: from the runs stored
+    before it (None: no candidate yet). `--patience` replays a study's past with it (stopping.py).
+
+    Each run is scored against the baseline reference of all the baseline's runs at its rung; the
+    ladder trains a rung's baseline before any candidate reaches the rung, so that is the reference
+    the run had when it was stored. The seed sigma and the population prior are refitted per cut.
+    """
+    bases = db.architectures_by_origin("baseline")
+    if not bases or not rungs:
+        return [None] * len(cuts)
+    base_t, cand_t = _timed_fitness(db, None, rungs, config, bases[0].id)
+    out: list[float | None] = []
+    for cut in cuts:
+        base_fit = {r: [y for y, t in ys if t < cut] for r, ys in base_t.items()}
+        base_fit = {r: ys for r, ys in base_fit.items() if ys}
+        cands = {a: [(r, y) for r, y, t in obs if t < cut] for a, obs in cand_t.items()}
+        cands = {a: obs for a, obs in cands.items() if obs}
+        if not cands:
+            out.append(None)
+            continue
+        sigma, offset = rung_noise(base_fit, cands, [r for r in rungs if r in base_fit] or list(rungs))
+        posts, _ = fit(cands, sigma, offset, level, prior_ids=list(cands))
+        out.append(max((p.mean for p in posts.values()), default=None))
+    return out
+
+
+def best_posterior(db, rungs: Sequence[str], config: FitnessConfig) -> dict | None:
+    """The searched candidate with the highest posterior mean, as {arch_id, mean, lo, hi, n, ...}
+    (the live view's "best posterior"); None before any candidate has a run."""
+    posts = posteriors_from_db(db, rungs, config, include_baseline=False)[0]
+    best = max(posts.values(), key=lambda p: (p.mean, p.n, -p.arch_id), default=None)
+    return None if best is None else {"arch_id": best.arch_id, **best.as_dict()}
 
 
 def _searched_ids(db, rungs: Sequence[str]) -> list[int]:

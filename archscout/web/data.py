@@ -76,6 +76,12 @@ def overview(study: StudyHandle) -> dict[str, Any]:
     return clean(data)
 
 
+def posteriors(study: StudyHandle) -> dict[int, dict[str, Any]]:
+    """Each candidate's posterior fitness, trimmed to what a page shows (mean, 90 % interval, runs):
+    the tree and the trends carry one per node, thousands in a long study."""
+    return {a: {"mean": p.mean, "lo": p.lo, "hi": p.hi, "n": p.n} for a, p in study_posteriors(study).items()}
+
+
 def explore_scores(study: StudyHandle) -> dict[int, tuple[float, dict[str, Any]]]:
     return bulk.scores(study.db, EXPLORE, study.preset.name)
 
@@ -106,18 +112,20 @@ def leaderboard(study: StudyHandle) -> dict[str, Any]:
 
 
 def trends(study: StudyHandle) -> dict[str, Any]:
-    """Fitness, loss and benchmark per experiment with the baseline band; scaling and shrinkage."""
+    """Fitness (with each point's posterior), loss and benchmark per experiment with the baseline
+    band; scaling and shrinkage."""
     exps = bulk.experiment_points(study.db)
     scores = explore_scores(study)
     metrics = bulk.first_run_metrics(study.db, EXPLORE, study.preset.name)
     names = bulk.names(study.db, [x.architecture_id for x in exps])
+    posts = posteriors(study)
     points = []
     for x in exps:
         m = metrics.get(x.architecture_id, {})
         score = scores.get(x.architecture_id)
         points.append({"seq": x.seq, "id": x.architecture_id, "name": names.get(x.architecture_id, ""), "state": x.state,
                        "fitness": score[0] if score else None, "val_loss": m.get("val_loss"),
-                       "benchmark": m.get("benchmark")})
+                       "benchmark": m.get("benchmark"), "posterior": posts.get(x.architecture_id)})
     noise = baseline_noise(study)
     base_fit = scores.get(noise.get("architecture_id"))
     band = {k: noise[k] for k in ("val_loss", "benchmark") if k in noise}

@@ -78,7 +78,17 @@ def environment() -> Environment:
     env.filters["num"] = fmt_num
     env.filters["highlight"] = highlight
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f}%"
+    env.filters["posterior"] = fmt_posterior
     return env
+
+
+def fmt_posterior(post: dict[str, Any] | None) -> str:
+    """A posterior fitness as every page shows it: mean [90 % interval] (runs combined)."""
+    if not post or post.get("mean") is None:
+        return "—"
+    n = post.get("n") or 0
+    return (f"{fmt_num(post['mean'])} [{fmt_num(post.get('lo'))}, {fmt_num(post.get('hi'))}] "
+            f"({n} run{'' if n == 1 else 's'})")
 
 
 def fmt_num(value: Any, digits: int = 4) -> str:

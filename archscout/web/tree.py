@@ -16,7 +16,7 @@ from typing import Any
 
 from archscout.store import bulk
 from archscout.study import StudyHandle
-from archscout.web.data import clean, explore_scores, verified
+from archscout.web.data import clean, explore_scores, posteriors, verified
 
 
 def layout(nodes: list[dict[str, Any]]) -> None:
@@ -79,12 +79,14 @@ def lineage(study: StudyHandle) -> dict[str, Any]:
     rows = bulk.nodes(study.db)
     scores = explore_scores(study)
     ver = verified(study)
+    posts = posteriors(study)
     nodes = []
     for r in rows:
         v = ver.get(r.id)
         nodes.append({
             "id": r.id, "name": r.name, "origin": r.origin, "parent_id": r.parent_id,
             "fitness": scores[r.id][0] if r.id in scores else None,
+            "posterior": posts.get(r.id),  # over all its runs (seeds, rungs); colour stays the one run
             "verified": None if v is None else ("discovery" if v["discovery"] else "not significant"),
         })
     layout(nodes)

@@ -10,6 +10,7 @@ uncaught page error and any HTTP status >= 500. Screenshots go to artifacts/scre
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -79,10 +80,19 @@ def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
         page.click("#leaderboard th:nth-child(2)")  # sort by id, descending on the first click
         ids = page.locator("#leaderboard tbody tr td:nth-child(2)").all_inner_texts()
         assert ids == sorted(ids, key=int, reverse=True)
+        # every scored row shows its posterior: mean [90% interval] (runs combined)
+        cells = page.locator("#leaderboard td.posterior").all_inner_texts()
+        assert cells and all(re.fullmatch(r"-?\d\.\d{4} \[-?\d\.\d{4}, -?\d\.\d{4}\] \(\d+ runs?\)", c) for c in cells), cells
         page.screenshot(path=str(SHOTS / "leaderboard.png"), full_page=True)
 
         page.goto(served + "/trends")
         page.locator("[data-chart='scaling'] .scatterlayer").wait_for(state="attached")
+        # the fitness chart draws each point's posterior with its interval (error bars) beside the run
+        fitness_chart = page.locator("[data-metric='fitness']")
+        fitness_chart.locator(".scatterlayer .trace").first.wait_for(state="attached")
+        with_posterior = page.evaluate(
+            "JSON.parse(document.getElementById('page-data').textContent).points.filter(p => p.posterior).length")
+        assert fitness_chart.locator(".errorbar").count() >= min(with_posterior, 1)
         page.screenshot(path=str(SHOTS / "trends.png"), full_page=True)
 
         page.goto(served + "/tree")
@@ -93,6 +103,8 @@ def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):
         # the last scored node: a child of the baseline (points of the 'scored' trace follow the root's)
         box = points.last.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        # the hover label gives the node's posterior over all its runs
+        page.locator("#tree-chart .hoverlayer", has_text="posterior").wait_for(timeout=10000)
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.wait_for_url("**/arch/*", timeout=10000)
         page.locator("#curves .scatterlayer").first.wait_for(state="attached")

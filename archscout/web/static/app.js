@@ -24,6 +24,12 @@
     });
   }
 
+  // a posterior fitness as the pages print it (render.fmt_posterior): mean [90% interval] (runs)
+  function posteriorText(p) {
+    if (!p || p.mean === null || p.mean === undefined) { return "—"; }
+    return p.mean.toFixed(4) + " [" + p.lo.toFixed(4) + ", " + p.hi.toFixed(4) + "] (" + p.n + (p.n === 1 ? " run)" : " runs)");
+  }
+
   function drawTree(el) {
     var nodes = data.nodes;
     // smaller markers and automatic ticks once the tree is large, so thousands of nodes stay legible
@@ -32,7 +38,8 @@
     var unscored = nodes.filter(function (n) { return n.fitness === null; });
     function label(n) {
       return "#" + n.id + " " + n.name + "<br>" + n.origin + ", fitness " +
-        (n.fitness === null ? "none" : n.fitness.toFixed(4)) + (n.verified ? "<br>verified: " + n.verified : "");
+        (n.fitness === null ? "none" : n.fitness.toFixed(4)) + "<br>posterior " + posteriorText(n.posterior) +
+        (n.verified ? "<br>verified: " + n.verified : "");
     }
     function markers(list, marker, name) {
       return { type: "scatter", mode: "markers", name: name, x: list.map(function (n) { return n.x; }),
@@ -81,9 +88,22 @@
       traces.push({ type: "scatter", mode: "lines", x: [lo, hi], y: [data.baseline_fitness, data.baseline_fitness],
                     name: "baseline (seed 0)", line: { color: "#888", dash: "dot" } });
     }
+    if (metric === "fitness") {
+      // each point's posterior over all its runs, with its 90% interval, beside the one run's fitness
+      var withPost = pts.filter(function (p) { return p.posterior; });
+      traces.push({ type: "scatter", mode: "markers", name: "posterior (90%)", hoverinfo: "skip",
+                    x: withPost.map(function (p) { return p.seq + 0.25; }),
+                    y: withPost.map(function (p) { return p.posterior.mean; }),
+                    error_y: { type: "data", symmetric: false, color: "rgba(148,103,189,0.6)", thickness: 1,
+                               array: withPost.map(function (p) { return p.posterior.hi - p.posterior.mean; }),
+                               arrayminus: withPost.map(function (p) { return p.posterior.mean - p.posterior.lo; }) },
+                    marker: { color: "rgba(148,103,189,0.8)", size: 5, symbol: "diamond" } });
+    }
     traces.push({ type: "scatter", mode: "markers", x: xs, y: pts.map(function (p) { return p[metric]; }),
                   customdata: pts.map(function (p) { return p.id; }),
-                  text: pts.map(function (p) { return "#" + p.id + " " + p.name; }), name: metric,
+                  text: pts.map(function (p) {
+                    return "#" + p.id + " " + p.name + (metric === "fitness" ? "<br>posterior " + posteriorText(p.posterior) : "");
+                  }), name: metric,
                   marker: { color: "#2ca02c", size: 7 } });
     Plotly.newPlot(el, traces, layout({ title: { text: el.getAttribute("data-title") },
       xaxis: { title: { text: "experiment" } }, showlegend: false }), CONFIG).then(openOnClick);
