@@ -145,7 +145,8 @@ def render_summary(console: Console, s: dict) -> None:
     table = Table(title=f"calibration · preset {s['preset']} · mean ± seed std · ⌊ floor", title_justify="left")
     table.add_column("member", no_wrap=True, max_width=20)
     table.add_column("n", justify="right")
-    short = {"val_loss": "loss", "benchmark": "bench", "fitness": "fit asi", "fitness_seed_sigma": "fit σ"}
+    short = {"val_loss": "loss", "ar_hit_loss": "AR-hit", "other_loss": "other", "benchmark": "bench",
+             "fitness": "fit asi", "fitness_seed_sigma": "fit σ", "fitness_ar": "fit σ AR", "fitness_lm_mean": "fit σ mean"}
     for m in metrics:
         table.add_column(short.get(m, m), justify="right", no_wrap=True)
     table.add_column("learned", justify="right")
@@ -161,10 +162,12 @@ def render_summary(console: Console, s: dict) -> None:
     for o in s["orderings"]:
         console.print(f"Kendall τ vs {o['name']} ({o['metric']}, n={o['n']}): {_ci(o['tau'])}  — {o['source']}", highlight=False)
     base = s["baseline"]
-    sep = {m: s["metrics"][m]["separation"].get(base, {}).get("linear_attention") for m in metrics}
-    shown = ", ".join(f"{m} {v:+.1f}σ" for m, v in sep.items() if isinstance(v, (int, float)) and not math.isnan(v))
-    if shown:
-        console.print(f"{base} vs linear_attention (pooled seed σ): {shown}", highlight=False)
+    floors = [name for name, e in s["members"].items() if e["floor"]]
+    for other in ["linear_attention", *floors]:
+        sep = {m: s["metrics"][m]["separation"].get(base, {}).get(other) for m in metrics}
+        shown = ", ".join(f"{m} {v:+.1f}σ" for m, v in sep.items() if isinstance(v, (int, float)) and not math.isnan(v))
+        if shown:
+            console.print(f"{base} vs {other} (pooled seed σ): {shown}", highlight=False)
     flag = "yes" if s["baseline_learns_every_task_on_every_seed"] else "NO — the preset measures luck on some task"
     console.print(f"baseline learns every task on every seed (acc ≥ {s['learned_at']}): {flag}", highlight=False)
 
