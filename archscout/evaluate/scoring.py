@@ -3,13 +3,13 @@
 The sandboxed child trains the candidate; at each evaluation point it becomes an oracle (oracle.py)
 that maps token batches to logits. This module is the other end, a thread in the parent (trusted)
 process: it holds the held-out data and the targets, sends the held-out inputs batch by batch,
-computes the validation loss (split also into associative-recall hits and other tokens) and the
-accuracies itself, and mixes into the scored batches perturbed
-copies (the same batch with every token after a random position t replaced by another real
-sequence's) in a random order. A copy has the shape, dtype and call path of a scored batch, so the
-child cannot tell the two apart from the call; outputs at positions <= t must agree with the
-unperturbed batch's to within `REL_TOL` (float32 round-off; honest mixers agree exactly on CPU),
-or the run fails with `leak` and the evidence (task, step, position, size of the difference).
+computes the validation loss (also split into associative-recall hits and the other tokens) and
+the accuracies itself, and mixes into the scored batches perturbed copies (the same batch with every
+token after a random position t replaced by another real sequence's) in a random order. A copy has
+the shape, dtype and call path of a scored batch, so the child cannot tell the two apart from the
+call; outputs at positions <= t must agree with the unperturbed batch's to within `REL_TOL`
+(float32 round-off; honest mixers agree exactly on CPU), or the run fails with `leak` and the
+evidence (task, step, position, size of the difference).
 
 The synthetic tasks' test sets are drawn from a key the child does not get (`heldout_key`, in a
 folder the sandbox hides under bubblewrap), so the child cannot regenerate them from the seed.
@@ -368,11 +368,11 @@ class ScoringDriver(threading.Thread):
             final = self._score_task(name, task)
             if self.specs[name].kind != "lm":
                 synthetic.append(final)
-        lm = next((t for n, t in result.tasks.items() if n in self.specs and self.specs[n].kind == "lm"), None)
-        result.val_loss = lm.val_loss if lm else None
-        result.ar_hit_loss = lm.ar_hit_loss if lm else None
+        lm_task = next((t for n, t in result.tasks.items() if n in self.specs and self.specs[n].kind == "lm"), None)
+        result.val_loss = lm_task.val_loss if lm_task else None
+        result.ar_hit_loss = lm_task.ar_hit_loss if lm_task else None
         result.benchmark = sum(synthetic) / len(synthetic) if synthetic else None
-        result.tokens_per_s = lm.tokens_per_s if lm else None
+        result.tokens_per_s = lm_task.tokens_per_s if lm_task else None
         steps = sum(s.optim.steps for s in self.specs.values())
         result.trust = {
             "scored_by": "parent",
