@@ -92,3 +92,19 @@ def test_the_loss_split_leaves_ignored_targets_out_and_reports_none_without_toke
     split.add(logits, torch.tensor([[IGNORE, 3]]), torch.tensor([[True, False]]))
     assert (split.hit_n, split.other_n) == (0, 1)
     assert split.hit_loss is None and split.other_loss == pytest.approx(math.log(4))
+
+
+def test_eval_output_shows_the_split_and_older_runs_without_it_show_nothing():
+    from rich.console import Console
+
+    from archscout.records import RunResult, TaskResult
+    from archscout.ui import render_result
+
+    def shown(**lm_fields) -> str:
+        lm = TaskResult(name="lm", kind="lm", steps_done=1, steps_planned=1, params=1, val_loss=5.0, **lm_fields)
+        console = Console(record=True, width=120)
+        render_result(console, RunResult(candidate_hash="c", preset="nano", seed=0, status="ok", tasks={"lm": lm}))
+        return console.export_text()
+
+    assert "LM loss: AR hits / other │ 3.6000 / 5.4000  (604 hits)" in shown(ar_hit_loss=3.6, other_loss=5.4, ar_hits=604)
+    assert "AR hits" not in shown()
