@@ -79,6 +79,12 @@ class TaskResult(BaseModel):
     train_curve: list[CurvePoint] = Field(default_factory=list)  # training loss
     eval_curve: list[CurvePoint] = Field(default_factory=list)  # val loss (lm) / test accuracy
     val_loss: float | None = None  # lm only
+    # lm only, set by the parent: the held-out loss on associative-recall hits (targets completing a
+    # bigram seen earlier in the same sequence, Zoology Sec. 3), on the other targets, and the number
+    # of hits. None in runs stored before they were measured.
+    ar_hit_loss: float | None = None
+    other_loss: float | None = None
+    ar_hits: int | None = None
     accuracy: float | None = None  # synthetic only: final test accuracy
     accuracy_auc: float | None = None  # synthetic only: mean accuracy over the eval curve
     tokens_per_s: float = 0.0
@@ -100,6 +106,7 @@ class RunResult(BaseModel):
     probes: list[ProbeReport] = Field(default_factory=list)
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
     val_loss: float | None = None  # the LM task's validation loss
+    ar_hit_loss: float | None = None  # the LM task's loss on associative-recall hits (TaskResult)
     benchmark: float | None = None  # mean final test accuracy over the synthetic tasks
     params: int | None = None  # mixer parameters of one layer in the LM backbone
     total_params: int | None = None  # whole LM backbone

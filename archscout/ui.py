@@ -81,6 +81,10 @@ def render_result(console: Console, result: RunResult, title: str = "") -> None:
     if result.failure:
         head.add_row("reason", result.failure.message)
     head.add_row("val loss (LM)", _fmt(result.val_loss))
+    lm = next((t for t in result.tasks.values() if t.kind == "lm" and t.ar_hits is not None), None)
+    if lm is not None:
+        # the in-context part of the LM loss: bigrams repeated within a sequence (Zoology's AR hits)
+        head.add_row("LM loss: AR hits / other", f"{_fmt(lm.ar_hit_loss)} / {_fmt(lm.other_loss)}  ({lm.ar_hits:,} hits)")
     head.add_row("benchmark", _fmt(result.benchmark))
     head.add_row("mixer params", _fmt(result.params, "{:,}"))
     head.add_row("model params", _fmt(result.total_params, "{:,}"))

@@ -139,34 +139,54 @@ def _ci(est: dict) -> str:
     return f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+SHORT = {"val_loss": "loss", "ar_hit_loss": "AR-hit", "other_loss": "other", "benchmark": "bench",
+         "fitness": "fit asi", "fitness_seed_sigma": "fit σ", "fitness_ar": "fit σ AR", "fitness_lm_mean": "fit σ mean"}
+
+
 def render_summary(console: Console, s: dict) -> None:
     # per-task final accuracy is summarised by the learned share; its AUC keeps a column
     metrics = [m for m in s["metrics"] if m != "wall_s" and not m.startswith("acc:")]
-    table = Table(title=f"calibration · preset {s['preset']} · mean ± seed std · ⌊ floor", title_justify="left")
+    # two tables (measurements, then the fitness formulas) so that each fits a terminal's width
+    # the loss on the non-hit tokens tracks val loss closely; it is in the JSON and CSV, not here
+    measured = [m for m in metrics if not m.startswith("fitness") and m != "other_loss"]
+    fitness = [m for m in metrics if m.startswith("fitness")]
+    _metric_table(console, s, measured, f"calibration · preset {s['preset']} · mean ± seed std · ⌊ floor", extra=True)
+    if fitness:
+        _metric_table(console, s, fitness, f"fitness · preset {s['preset']} · asi-arch, seed-sigma (σ), loss term from AR hits / mean", extra=False)
+    for o in s["orderings"]:
+        console.print(f"Kendall τ vs {o['name']} ({o['metric']}, n={o['n']}): {_ci(o['tau'])}  — {o['source']}", highlight=False)
+    base = s["baseline"]
+    floors = [name for name, e in s["members"].items() if e["floor"]]
+    for other in ["linear_attention", *floors]:
+        sep = {m: s["metrics"][m]["separation"].get(base, {}).get(other) for m in metrics}
+        shown = ", ".join(f"{m} {v:+.1f}σ" for m, v in sep.items() if isinstance(v, (int, float)) and not math.isnan(v))
+        if shown:
+            console.print(f"{base} vs {other} (pooled seed σ): {shown}", highlight=False)
+    flag = "yes" if s["baseline_learns_every_task_on_every_seed"] else "NO — the preset measures luck on some task"
+    console.print(f"baseline learns every task on every seed (acc ≥ {s['learned_at']}): {flag}", highlight=False)
+
+
+def _metric_table(console: Console, s: dict, metrics: list[str], title: str, extra: bool) -> None:
+    table = Table(title=title, title_justify="left")
     table.add_column("member", no_wrap=True, max_width=20)
-    table.add_column("n", justify="right")
-    short = {"val_loss": "loss", "benchmark": "bench", "fitness": "fit asi", "fitness_seed_sigma": "fit σ"}
+    table.add_column("n", justify="right", no_wrap=True)
     for m in metrics:
-        table.add_column(short.get(m, m), justify="right", no_wrap=True)
-    table.add_column("learned", justify="right")
-    table.add_column("wall s", justify="right")
+        table.add_column(SHORT.get(m, m), justify="right", no_wrap=True)
+    if extra:
+        table.add_column("learned", justify="right", no_wrap=True)
+        table.add_column("wall s", justify="right", no_wrap=True)
+    tail = 2 if extra else 0
     for name, e in s["members"].items():
         learned = ", ".join(f"{v:.0%}" for v in e["learned_share"].values()) or "—"
         label = f"{name} ⌊" if e["floor"] else name
         n = f"{e['n_ok']}" + (f" +{e['n_failed']} failed" if e["n_failed"] else "")
-        table.add_row(label, n, *[_pm(e["metrics"].get(m)) for m in metrics], learned, _pm(e["metrics"].get("wall_s"), "{:.0f}"))
-    table.add_row("ICC [CI]", "", *[_ci(s["metrics"][m].get("icc", {})) for m in metrics], "", "", style="bold")
-    table.add_row("floors last", "", *[{True: "yes", False: "NO", None: "—"}[s["metrics"][m].get("floors_last")] for m in metrics], "", "")
+        cells = [_pm(e["metrics"].get(m)) for m in metrics]
+        if extra:
+            cells += [learned, _pm(e["metrics"].get("wall_s"), "{:.0f}")]
+        table.add_row(label, n, *cells)
+    table.add_row("ICC [CI]", "", *[_ci(s["metrics"][m].get("icc", {})) for m in metrics], *[""] * tail, style="bold")
+    table.add_row("floors last", "", *[{True: "yes", False: "NO", None: "—"}[s["metrics"][m].get("floors_last")] for m in metrics], *[""] * tail)
     console.print(table)
-    for o in s["orderings"]:
-        console.print(f"Kendall τ vs {o['name']} ({o['metric']}, n={o['n']}): {_ci(o['tau'])}  — {o['source']}", highlight=False)
-    base = s["baseline"]
-    sep = {m: s["metrics"][m]["separation"].get(base, {}).get("linear_attention") for m in metrics}
-    shown = ", ".join(f"{m} {v:+.1f}σ" for m, v in sep.items() if isinstance(v, (int, float)) and not math.isnan(v))
-    if shown:
-        console.print(f"{base} vs linear_attention (pooled seed σ): {shown}", highlight=False)
-    flag = "yes" if s["baseline_learns_every_task_on_every_seed"] else "NO — the preset measures luck on some task"
-    console.print(f"baseline learns every task on every seed (acc ≥ {s['learned_at']}): {flag}", highlight=False)
 
 
 def render_fidelity(console: Console, f: dict) -> None:

@@ -1,8 +1,9 @@
 """Determinism of an evaluation: the scored numbers of a run, and their spread over repeated runs.
 
 `scored_numbers` flattens a `RunResult` into every number that enters (or is shown beside) fitness:
-the LM validation loss, each synthetic task's final accuracy and accuracy AUC, the benchmark, the
-step counts, every point of the evaluation and training curves, and the parameter counts. Two runs
+the LM validation loss and its split into associative-recall hits and other tokens, each synthetic
+task's final accuracy and accuracy AUC, the benchmark, the step counts, every point of the
+evaluation and training curves, and the parameter counts. Two runs
 of the same (candidate, preset, seed) with the preset's thread count must give identical dicts;
 `spread` reports, per number, the largest difference between runs so that a benchmark can print
 which numbers move and by how much. Wall-clock figures (tokens/s, seconds) are left out on purpose:
@@ -22,12 +23,12 @@ from archscout.records import RunResult
 def scored_numbers(result: RunResult) -> dict[str, float]:
     """metric name -> value for every scored or step-count figure of one run (curves point by point)."""
     out: dict[str, float] = {}
-    for key in ("val_loss", "benchmark", "params", "total_params"):
+    for key in ("val_loss", "ar_hit_loss", "benchmark", "params", "total_params"):
         value = getattr(result, key)
         if value is not None:
             out[key] = float(value)
     for name, task in sorted(result.tasks.items()):
-        for key in ("val_loss", "accuracy", "accuracy_auc", "steps_done", "steps_planned", "params"):
+        for key in ("val_loss", "ar_hit_loss", "other_loss", "ar_hits", "accuracy", "accuracy_auc", "steps_done", "steps_planned", "params"):
             value = getattr(task, key)
             if value is not None:
                 out[f"{name}.{key}"] = float(value)

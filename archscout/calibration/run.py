@@ -24,7 +24,9 @@ Progress = Callable[[dict], None]
 # calibration never mixes runs measured two ways. 2: the parent computes the scored numbers from a
 # held-out set the child never sees (issue 12); version-1 rows were scored by the child itself and
 # measured MQAR on another test set (DeltaNet at nano, seed 0: accuracy 0.874 then, 0.863 now).
-EVALUATION_VERSION = 2
+# 3: the LM's loss on associative-recall hits is measured; version-2 rows lack it, and a calibration
+# mixing the two would compare that metric over some of the seeds only.
+EVALUATION_VERSION = 3
 
 
 class CalibrationError(RuntimeError):

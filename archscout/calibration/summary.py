@@ -1,10 +1,13 @@
 """Summarising a calibration: per-member metrics over seeds, ICC, separation, bimodality, agreement
 with published orderings, fidelity between presets; written as JSON, CSV and a PNG dot plot.
 
-Metrics of one successful run: `val_loss`, `benchmark` (mean final accuracy over synthetic tasks),
+Metrics of one successful run: `val_loss`, `ar_hit_loss` and `other_loss` (the LM's held-out loss
+on associative-recall hits and on the other tokens, evaluate/scoring.py), `benchmark` (mean final accuracy over synthetic tasks),
 `fitness` (fitness with ASI-Arch's relative-Δ formula against the panel baseline's mean over its
 seeds) and `fitness_seed_sigma` (the same with `formula = "seed-sigma"`, the default since it
-measured the higher ICC: the two are kept side by side to compare),
+measured the higher ICC: the two are kept side by side to compare), `fitness_ar` and `fitness_lm_mean`
+(seed-sigma with the loss term built from the AR-hit loss, or from the mean of the two losses'
+Δs: `FitnessConfig.lm_term`),
 `acc:<task>` and `auc:<task>` per synthetic task, and the run's wall time (recorded, not ranked).
 Failed runs are counted per member and left out of the statistics. It reads results; it never
 evaluates anything.
@@ -29,14 +32,22 @@ BASELINE = "deltanet"
 UNRANKED = ("wall_s",)
 
 
+LOSSES = ("val_loss", "ar_hit_loss", "other_loss")
+
+
 def lower_is_better(metric: str) -> bool:
-    return metric == "val_loss"
+    return metric in LOSSES
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:
     out: dict[str, float] = {}
     if result.val_loss is not None:
         out["val_loss"] = result.val_loss
+    lm = next((t for t in result.tasks.values() if t.kind == "lm"), None)
+    if lm is not None and lm.ar_hit_loss is not None:
+        out["ar_hit_loss"] = lm.ar_hit_loss
+    if lm is not None and lm.other_loss is not None:
+        out["other_loss"] = lm.other_loss
     if result.benchmark is not None:
         out["benchmark"] = result.benchmark
     for name, task in result.tasks.items():
@@ -68,6 +79,8 @@ def groups_by_metric(results: dict[str, list[RunResult]], baseline: str = BASELI
     formulas = {
         "fitness": _fitness(results, baseline, FitnessConfig(formula="asi-arch")),
         "fitness_seed_sigma": _fitness(results, baseline, FitnessConfig(formula="seed-sigma")),
+        "fitness_ar": _fitness(results, baseline, FitnessConfig(formula="seed-sigma", lm_term="ar_hit")),
+        "fitness_lm_mean": _fitness(results, baseline, FitnessConfig(formula="seed-sigma", lm_term="mean")),
     }
     by_metric: dict[str, cal.Groups] = {}
     for member, runs in results.items():

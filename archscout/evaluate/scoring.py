@@ -3,12 +3,13 @@
 The sandboxed child trains the candidate; at each evaluation point it becomes an oracle (oracle.py)
 that maps token batches to logits. This module is the other end, a thread in the parent (trusted)
 process: it holds the held-out data and the targets, sends the held-out inputs batch by batch,
-computes the validation loss and the accuracies itself, and mixes into the scored batches perturbed
-copies (the same batch with every token after a random position t replaced by another real
-sequence's) in a random order. A copy has the shape, dtype and call path of a scored batch, so the
-child cannot tell the two apart from the call; outputs at positions <= t must agree with the
-unperturbed batch's to within `REL_TOL` (float32 round-off; honest mixers agree exactly on CPU),
-or the run fails with `leak` and the evidence (task, step, position, size of the difference).
+computes the validation loss (also split into associative-recall hits and the other tokens) and
+the accuracies itself, and mixes into the scored batches perturbed copies (the same batch with every
+token after a random position t replaced by another real sequence's) in a random order. A copy has
+the shape, dtype and call path of a scored batch, so the child cannot tell the two apart from the
+call; outputs at positions <= t must agree with the unperturbed batch's to within `REL_TOL`
+(float32 round-off; honest mixers agree exactly on CPU), or the run fails with `leak` and the
+evidence (task, step, position, size of the difference).
 
 The synthetic tasks' test sets are drawn from a key the child does not get (`heldout_key`, in a
 folder the sandbox hides under bubblewrap), so the child cannot regenerate them from the seed.
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from archscout.config import Preset, TaskSpec
 from archscout.evaluate import oracle
-from archscout.evaluate.tasks import IGNORE, _synthetic_generator, build_task
+from archscout.evaluate.tasks import IGNORE, _synthetic_generator, build_task, lm
 from archscout.records import CurvePoint, FailureKind, RunResult
 
 ORACLE_BATCH = 16  # sequences per request
@@ -81,9 +82,45 @@ class HeldOut:
     y: torch.Tensor  # [N, L]
     vocab_size: int
     donor: object  # (rng, rows) -> int64 [rows, L]
+    ar_hit: torch.Tensor | None = None  # lm: [N, L] bool, the targets that are associative-recall hits
 
     def batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(self.x[i : i + ORACLE_BATCH], self.y[i : i + ORACLE_BATCH]) for i in range(0, len(self.x), ORACLE_BATCH)]
+
+    def hit_batches(self) -> list[torch.Tensor | None]:
+        if self.ar_hit is None:
+            return [None] * len(range(0, len(self.x), ORACLE_BATCH))
+        return [self.ar_hit[i : i + ORACLE_BATCH] for i in range(0, len(self.x), ORACLE_BATCH)]
+
+
+@dataclass
+class LossSplit:
+    """Summed held-out loss (nats) and token counts on associative-recall hits and on the other
+    targets, for one evaluation round of the LM task."""
+
+    hit_sum: float = 0.0
+    hit_n: int = 0
+    other_sum: float = 0.0
+    other_n: int = 0
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor, hit: torch.Tensor) -> None:
+        # float64 sums: a few hundred hits against thousands of other tokens, kept free of round-off
+        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="none").double()
+        scored = y.flatten() != IGNORE
+        hit = hit.flatten() & scored
+        other = scored & ~hit
+        self.hit_sum += float(nll[hit].sum())
+        self.hit_n += int(hit.sum())
+        self.other_sum += float(nll[other].sum())
+        self.other_n += int(other.sum())
+
+    @property
+    def hit_loss(self) -> float | None:
+        return self.hit_sum / self.hit_n if self.hit_n else None
+
+    @property
+    def other_loss(self) -> float | None:
+        return self.other_sum / self.other_n if self.other_n else None
 
 
 def load_heldout(spec: TaskSpec, seed: int, cache_dir: Path, key: int) -> HeldOut:
@@ -95,7 +132,7 @@ def load_heldout(spec: TaskSpec, seed: int, cache_dir: Path, key: int) -> HeldOu
             starts = rng.integers(0, len(tokens) - L, size=rows)
             return np.asarray(tokens[starts[:, None] + np.arange(L)], dtype=np.int64)
 
-        return HeldOut(spec, task.val_x, task.val_y, spec.vocab_size, lm_donor)
+        return HeldOut(spec, task.val_x, task.val_y, spec.vocab_size, lm_donor, lm.ar_hit_mask(task.val_x, task.val_y))
     generate, _ = _synthetic_generator(spec)
     x, y = generate(np.random.default_rng([seed, 1, key]), spec.test_examples, True)
     return HeldOut(spec, torch.from_numpy(x), torch.from_numpy(y), spec.vocab_size,
@@ -139,6 +176,7 @@ class ScoringDriver(threading.Thread):
         self.compared = 0  # perturbed copies compared
         self.max_rel_diff = 0.0  # the largest prefix difference seen (relative), for the record
         self.final_batches: dict[str, list[float]] = {}  # per-batch loss sum / correct count, last round
+        self.loss_split: dict[str, LossSplit] = {}  # lm: hit / other loss of the last round
         self.rounds_s = 0.0  # wall seconds of every evaluation round (scored batches and copies)
         self.checks_s = 0.0  # of which the perturbed copies: building, exchanging, comparing
 
@@ -199,7 +237,8 @@ class ScoringDriver(threading.Thread):
 
     def _round(self, k: int, name: str, step: int) -> float:
         data, spec = self.data[name], self.specs[name]
-        batches = data.batches()
+        batches, hits = data.batches(), data.hit_batches()
+        split = LossSplit()
         n_checks = self.checks_final if step == spec.optim.steps else self.checks
         t_build = time.monotonic()
         checks = [self._make_check(data, batches, length=spec.seq_len) for _ in range(n_checks)]
@@ -228,6 +267,8 @@ class ScoringDriver(threading.Thread):
                 if spec.kind == "lm":
                     per_batch[i] = float(F.cross_entropy(out.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"))
                     count += y.numel()
+                    if hits[i] is not None:
+                        split.add(out, y, hits[i])
                 else:
                     mask = y != IGNORE
                     per_batch[i] = int((out.argmax(-1)[mask] == y[mask]).sum())
@@ -250,6 +291,8 @@ class ScoringDriver(threading.Thread):
         # kept for the re-check: a deterministic, stateless model scores each batch identically in
         # two fresh processes whatever order the batches and copies came in (quarantine.py)
         self.final_batches[name] = per_batch
+        if spec.kind == "lm":
+            self.loss_split[name] = split
         value = total / max(count, 1)
         if not math.isfinite(value):
             raise ScoringError(FailureKind.nan, f"non-finite evaluation result on {name} at step {step}")
@@ -315,6 +358,7 @@ class ScoringDriver(threading.Thread):
             for name, task in kept.items():
                 self._score_task(name, task)
             result.tasks = kept
+            result.ar_hit_loss = None  # a failed run is not scored; the kept tasks carry their own
             return result
         synthetic = []
         for name in self.specs:
@@ -324,10 +368,11 @@ class ScoringDriver(threading.Thread):
             final = self._score_task(name, task)
             if self.specs[name].kind != "lm":
                 synthetic.append(final)
-        lm = next((t for n, t in result.tasks.items() if n in self.specs and self.specs[n].kind == "lm"), None)
-        result.val_loss = lm.val_loss if lm else None
+        lm_task = next((t for n, t in result.tasks.items() if n in self.specs and self.specs[n].kind == "lm"), None)
+        result.val_loss = lm_task.val_loss if lm_task else None
+        result.ar_hit_loss = lm_task.ar_hit_loss if lm_task else None
         result.benchmark = sum(synthetic) / len(synthetic) if synthetic else None
-        result.tokens_per_s = lm.tokens_per_s if lm else None
+        result.tokens_per_s = lm_task.tokens_per_s if lm_task else None
         steps = sum(s.optim.steps for s in self.specs.values())
         result.trust = {
             "scored_by": "parent",
@@ -355,8 +400,12 @@ class ScoringDriver(threading.Thread):
         task.steps_planned = spec.optim.steps
         task.kind = "lm" if spec.kind == "lm" else "synthetic"
         task.val_loss = task.accuracy = task.accuracy_auc = None
+        task.ar_hit_loss = task.other_loss = task.ar_hits = None
         if spec.kind == "lm":
             task.val_loss = values[-1]
+            split = self.loss_split.get(name)
+            if split is not None:
+                task.ar_hit_loss, task.other_loss, task.ar_hits = split.hit_loss, split.other_loss, split.hit_n
         else:
             task.accuracy = values[-1]
             task.accuracy_auc = sum(values) / len(values)
@@ -447,8 +496,6 @@ def chain_poll(progress_poll, driver: ScoringDriver):
 
 def hidden_paths(preset: Preset, cache_dir: Path) -> list[Path]:
     """What the child must not read: the synthetic test-set key and the LM held-out tokens."""
-    from archscout.evaluate.tasks import lm
-
     paths = [heldout_dir(cache_dir)]
     paths += [lm.data_dir(s, cache_dir) / "val.npy" for s in preset.tasks if s.kind == "lm"]
     return paths

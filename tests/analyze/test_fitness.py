@@ -200,3 +200,56 @@ def test_baseline_ref_needs_a_successful_run():
     with pytest.raises(ValueError):
         baseline_ref_from_runs([failed_result(candidate_hash="c", preset="t", seed=0,
                                               kind=FailureKind.crash, message="segv")])
+
+
+# -- the loss term built from the loss on associative-recall hits (lm_term) ------------------------
+
+AR_BASE = BASE.model_copy(update={"ar_hit_loss_mean": 3.0, "ar_hit_loss_std": 0.05})
+
+
+def ar_run(val_loss=4.0, ar_hit_loss=3.0, **kw) -> RunResult:
+    r = run(val_loss=val_loss, **kw)
+    r.ar_hit_loss = ar_hit_loss
+    return r
+
+
+def test_the_default_loss_term_stays_the_val_loss_and_records_the_ar_delta():
+    cfg = FitnessConfig(formula="seed-sigma")
+    b = _compute_fitness(ar_run(val_loss=3.98, ar_hit_loss=3.3), AR_BASE, cfg)
+    assert b.lm_term == "val_loss" and b.loss_term == pytest.approx(sig(2.0))
+    assert b.delta_ar_hit == pytest.approx(-0.1)
+
+
+def test_ar_hit_term_measures_the_ar_hit_loss_in_its_own_seed_sd():
+    cfg = FitnessConfig(formula="seed-sigma", lm_term="ar_hit")
+    # val loss better than the baseline (a floor's bigram statistics), AR hits 0.1 = 2 σ worse
+    b = _compute_fitness(ar_run(val_loss=3.98, ar_hit_loss=3.1), AR_BASE, cfg)
+    assert b.lm_term == "ar_hit" and b.loss_term == pytest.approx(sig(-2.0))
+    assert b.delta_loss == pytest.approx(0.005)  # still the val loss's, for the leak alarm
+    # asi-arch: the relative Δ, (3.0 - 3.1) / 3.0
+    rel = _compute_fitness(ar_run(ar_hit_loss=3.1), AR_BASE, FitnessConfig(formula="asi-arch", lm_term="ar_hit"))
+    assert rel.loss_term == pytest.approx(sig(50 * -0.1 / 3.0))
+
+
+def test_mean_term_averages_the_two_deltas_in_baseline_seed_sd():
+    cfg = FitnessConfig(formula="seed-sigma", lm_term="mean")
+    # val loss +2 σ (0.02 / 0.01), AR hits -4 σ (0.2 / 0.05): mean z = -1
+    b = _compute_fitness(ar_run(val_loss=3.98, ar_hit_loss=3.2), AR_BASE, cfg)
+    assert b.lm_term == "mean" and b.loss_term == pytest.approx(sig(-1.0))
+    rel = _compute_fitness(ar_run(val_loss=3.8, ar_hit_loss=3.0), AR_BASE, FitnessConfig(formula="asi-arch", lm_term="mean"))
+    assert rel.loss_term == pytest.approx(sig(50 * 0.025))  # mean of 5 % and 0 %
+
+
+def test_ar_hit_term_falls_back_to_the_val_loss_for_runs_without_it():
+    cfg = FitnessConfig(formula="seed-sigma", lm_term="ar_hit")
+    old_candidate = _compute_fitness(run(val_loss=3.98), AR_BASE, cfg)
+    old_baseline = _compute_fitness(ar_run(val_loss=3.98), BASE, cfg)
+    for b in (old_candidate, old_baseline):
+        assert b.lm_term == "val_loss" and b.loss_term == pytest.approx(sig(2.0)) and b.delta_ar_hit is None
+
+
+def test_baseline_reference_has_an_ar_hit_loss_only_when_every_run_has_one():
+    ref = baseline_ref_from_runs([ar_run(ar_hit_loss=3.0, seed=0), ar_run(ar_hit_loss=3.2, seed=1)])
+    assert ref.ar_hit_loss_mean == pytest.approx(3.1) and ref.ar_hit_loss_std == pytest.approx(math.sqrt(0.02))
+    mixed = baseline_ref_from_runs([ar_run(ar_hit_loss=3.0, seed=0), run(seed=1)])
+    assert mixed.ar_hit_loss_mean is None and mixed.ar_hit_loss_std is None

@@ -15,7 +15,8 @@ from archscout.config import get_preset
 from archscout.evaluate import oracle
 from archscout.evaluate.runner import prepare_tasks
 from archscout.evaluate.scoring import ScoringDriver, ScoringError, _Dir
-from archscout.records import FailureKind
+from archscout.evaluate.tasks import lm
+from archscout.records import FailureKind, RunResult, TaskResult
 from archscout.space.backbone import Backbone
 from archscout.space.contract import load_mixer_class
 
@@ -63,6 +64,26 @@ def test_an_honest_model_is_scored_by_the_parent_with_every_copy_agreeing(setup,
     assert 0 <= driver.scores["mqar"].curve[-1].value <= 1
     # an untrained model over a 512-token vocabulary: cross-entropy near ln(512)
     assert abs(driver.scores["lm"].curve[-1].value - torch.log(torch.tensor(512.0)).item()) < 0.5
+
+
+def test_the_parent_splits_the_lm_loss_into_ar_hits_and_others_and_overwrites_the_childs(setup, tmp_path):
+    preset, _ = setup
+    driver = _serve(setup, tmp_path, BASELINES / "deltanet.py")
+    assert driver.error is None
+    split = driver.loss_split["lm"]
+    data = driver.data["lm"]
+    # every held-out target is in one group; the hits are those of the mask over the held-out windows
+    assert split.hit_n == int(lm.ar_hit_mask(data.x, data.y).sum()) > 0
+    assert split.hit_n + split.other_n == data.y.numel()
+    assert (split.hit_sum + split.other_sum) / data.y.numel() == pytest.approx(driver.scores["lm"].curve[-1].value, rel=1e-5)
+    # the child's own (forged) figures are replaced by the parent's
+    tasks = {s.name: TaskResult(name=s.name, kind="lm", steps_done=s.optim.steps, steps_planned=s.optim.steps, params=1,
+                                ar_hit_loss=0.0, other_loss=0.0, ar_hits=1) for s in preset.tasks}
+    result = driver.apply(RunResult(candidate_hash="c", preset="smoke", seed=0, status="ok", tasks=tasks, ar_hit_loss=0.0), None)
+    assert result.ar_hit_loss == result.tasks["lm"].ar_hit_loss == pytest.approx(split.hit_sum / split.hit_n)
+    assert result.tasks["lm"].other_loss == pytest.approx(split.other_sum / split.other_n)
+    assert result.tasks["lm"].ar_hits == split.hit_n
+    assert result.tasks["mqar"].ar_hit_loss is None and result.tasks["mqar"].ar_hits is None
 
 
 def test_a_leak_in_the_scored_calls_fails_with_the_evidence(setup, tmp_path):

@@ -12,6 +12,9 @@ version, each file's resolved path, size and mtime), corpus_chars, vocab_size, v
 format version, so any change makes a fresh cache entry. `LMTask` (child) only reads that folder.
 Relative corpus paths resolve against the current directory, so parent and child must agree on it
 (or use absolute paths). No document boundaries or special tokens: the text is one stream.
+
+`ar_hit_mask` marks the held-out targets that are associative-recall hits (Zoology, Arora et al.
+2023, Sec. 3): the parent's scoring splits the validation loss into those tokens and the others.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from archscout.config import TaskSpec
 from archscout.evaluate.tasks.common import (
     EVAL_BATCH,
+    IGNORE,
     TaskDataError,
     TaskNotPrepared,
     lm_loss_sum,
@@ -243,6 +247,37 @@ def prepare(spec: TaskSpec, cache_dir: Path) -> Path:
             if not (final / "meta.json").is_file():
                 raise
     return final
+
+
+def ar_hit_mask(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """[N, L] bool: True where the target y[n, i] completes a bigram (x[n, i], y[n, i]) that already
+    occurred at an earlier position j < i of the same row (x[n, j] == x[n, i], y[n, j] == y[n, i]).
+
+    For LM windows y is x shifted by one, so the earlier bigram (x[j], x[j + 1]) lies wholly inside
+    the context the model sees at position i: a model can predict the hit by looking back, and one
+    without token mixing cannot (Zoology's "AR hits", Sec. 3). Zoology also splits hits by how often
+    the bigram occurs in the training data; at `nano` only 104 of the 604 held-out hits have a bigram
+    seen <= 50 times in the training split, too few to score, so every in-context repeat counts here.
+    A position whose target is IGNORE is never a hit and never an earlier occurrence."""
+    x = np.asarray(x, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"ar_hit_mask needs x and y of one shape [N, L], got {x.shape} and {y.shape}")
+    n, length = x.shape
+    if x.size == 0:
+        return torch.zeros((n, length), dtype=torch.bool)
+    valid = y != IGNORE
+    base = int(max(x.max(), y[valid].max() if valid.any() else 0)) + 1
+    ids = x * base + y
+    # an ignored target gets an id of its own (negative, distinct per position), so it matches nothing
+    ids = np.where(valid, ids, -1 - np.arange(length))
+    hit = np.zeros((n, length), dtype=bool)
+    positions = np.arange(length)
+    for row in range(n):
+        # first occurrence of each bigram in the row: a position is a hit when its bigram came earlier
+        _, first, inverse = np.unique(ids[row], return_index=True, return_inverse=True)
+        hit[row] = first[inverse.reshape(-1)] < positions
+    return torch.from_numpy(hit & valid)
 
 
 class LMTask:
