@@ -10,9 +10,13 @@ the browser test and one API test).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,36 @@ def smoke_study(tmp_path_factory) -> Path:
                           env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return folder
+
+
+@contextlib.contextmanager
+def _serve(study: Path):
+    """`archscout serve` on `study` in a child process on a free port; yields its URL once
+    /index.json answers, and stops it afterwards."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "archscout.cli", "serve", "--study", str(study), "--port", str(port)],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/index.json", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"archscout serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_study():
+    """The dashboard served over real HTTP: `with serve_study(folder) as url: ...`."""
+    return _serve

@@ -12,11 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,34 +23,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
-def served(request):
+def served(request, serve_study):
     other = os.environ.get("ARCHSCOUT_SCREENSHOT_STUDY")
     study = Path(other) if other else request.getfixturevalue("smoke_study")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "archscout.cli", "serve", "--study", str(study), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/index.json", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"archscout serve did not start: {proc.stdout.read() if proc.stdout else ''}")
-                time.sleep(0.2)
+    with serve_study(study) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_pages_work_in_chromium_and_tree_nodes_open_architectures(served):

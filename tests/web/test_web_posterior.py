@@ -7,10 +7,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,32 +18,10 @@ from archscout.web.study import open_readonly
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(synthetic_study):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "archscout.cli", "serve", "--study", str(synthetic_study),
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/index.json", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"archscout serve did not start: {proc.stdout.read() if proc.stdout else ''}")
-                time.sleep(0.2)
+def served(synthetic_study, serve_study):
+    with serve_study(synthetic_study) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
