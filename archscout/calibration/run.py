@@ -44,11 +44,17 @@ def member_hashes(panel: Panel) -> dict[str, str]:
     return {m.name: code_hash(m.path.read_text()) for m in panel.members}
 
 
+# Fields of a preset that do not change what an evaluation measures: editing the description or
+# the search's pool cadence must not re-run hours of calibration.
+_NOT_MEASURED = {"description", "pool"}
+
+
 def run_key(source_hash: str, preset: Preset) -> str:
-    """What a stored run is valid for: the member's source, the preset's full definition (tasks,
-    budgets, model sizes, threads) and the evaluation version. Re-sizing a preset or changing how runs
-    are scored makes the old rows stale instead of silently reused under the same preset name."""
-    material = f"{source_hash}|{preset.model_dump_json()}|v{EVALUATION_VERSION}"
+    """What a stored run is valid for: the member's source, the preset's definition (tasks, budgets,
+    model sizes, threads, limits; not its description or pool cadence) and the evaluation version.
+    Re-sizing a preset or changing how runs are scored makes the old rows stale instead of silently
+    reused under the same preset name."""
+    material = f"{source_hash}|{preset.model_dump_json(exclude=_NOT_MEASURED)}|v{EVALUATION_VERSION}"
     return code_hash(material)
 
 

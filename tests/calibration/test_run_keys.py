@@ -33,6 +33,10 @@ def test_finished_run_is_reused_only_under_the_same_preset_definition(tmp_path):
         assert store.results("smoke", preset_keys(hashes, resized))["deltanet"] == []
         threads = SMOKE.model_copy(update={"num_threads": 2})
         assert len(pending(plan(panel, [threads], 1), store, hashes)) == 1
+        # a new description or pool cadence measures the same thing
+        reworded = SMOKE.model_copy(update={"description": "reworded", "pool": SMOKE.pool.model_copy(update={"cold_start": 9})})
+        assert pending(plan(panel, [reworded], 1), store, hashes) == []
+        assert len(store.results("smoke", preset_keys(hashes, reworded))["deltanet"]) == 1
     finally:
         store.close()
 
