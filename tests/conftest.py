@@ -1,12 +1,10 @@
 """Fixtures shared across test folders: a throw-away schema on the PostgreSQL server named by
-ARCHSCOUT_TEST_PG_URL (`.ci/run` starts one; tests that need it skip, saying why, without it), and a
-presets file with a costlier second rung for the ladder tests."""
+ARCHSCOUT_TEST_PG_URL (`.ci/run` starts one); tests that need it skip, saying why, without it."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -29,14 +27,3 @@ def pg_url():
     with admin.begin() as conn:
         conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
     admin.dispose()
-
-
-@pytest.fixture
-def smoke_big_presets(tmp_path: Path) -> Path:
-    """A presets file with smoke_big: the smoke preset trained 50 % longer (a costlier second rung)."""
-    text = Path(__import__("archscout").__file__).with_name("presets.toml").read_text()
-    block = text.split("[preset.smoke]")[1].split("# ----")[0]
-    block = block.replace("[[preset.smoke.tasks]]", "[[preset.smoke_big.tasks]]").replace("steps = 12", "steps = 18")
-    path = tmp_path / "presets.toml"
-    path.write_text("[preset.smoke_big]" + block)
-    return path

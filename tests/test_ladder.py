@@ -18,8 +18,19 @@ from archscout.store import ladder as ladder_store
 from archscout.study import open_study
 
 
-def _config(presets: Path, **extra) -> dict:
-    return {"preset": "smoke", "presets_file": str(presets), "baseline_seeds": 2,
+
+def _presets(tmp_path: Path) -> Path:
+    """smoke_big: the smoke preset trained 50 % longer (a costlier second rung for tests)."""
+    text = Path(__import__("archscout").__file__).with_name("presets.toml").read_text()
+    block = text.split("[preset.smoke]")[1].split("# ----")[0]
+    block = block.replace("[[preset.smoke.tasks]]", "[[preset.smoke_big.tasks]]").replace("steps = 12", "steps = 18")
+    path = tmp_path / "presets.toml"
+    path.write_text("[preset.smoke_big]" + block)
+    return path
+
+
+def _config(tmp_path: Path, **extra) -> dict:
+    return {"preset": "smoke", "presets_file": str(_presets(tmp_path)), "baseline_seeds": 2,
             "novelty.backend": "bm25", "ladder.rungs": ["smoke", "smoke_big"], "ladder.seeds": [2, 2],
             "ladder.top_fraction": 0.5, "ladder.promote_every": 2, "verify.seeds": 2, **extra}
 
@@ -29,9 +40,9 @@ def _run(preset: str, seed: int, val_loss: float, bench: float) -> RunResult:
                      benchmark=bench, params=1000)
 
 
-def test_a_planted_good_candidate_climbs_and_a_lucky_single_run_does_not(tmp_path, smoke_big_presets):
+def test_a_planted_good_candidate_climbs_and_a_lucky_single_run_does_not(tmp_path):
     """Synthetic scores: baseline seed sigma 0.02 on loss and benchmark; 20 average candidates."""
-    handle = open_study(tmp_path / "s", _config(smoke_big_presets, **{"ladder.top_fraction": 0.1, "ladder.seeds": [3, 2]}))
+    handle = open_study(tmp_path / "s", _config(tmp_path, **{"ladder.top_fraction": 0.1, "ladder.seeds": [3, 2]}))
     try:
         db, rng = handle.db, np.random.default_rng(0)
         add = lambda name: db.add_architecture(f"# {name}\n", name=name, origin="offline")  # noqa: E731
@@ -90,9 +101,9 @@ def _check_ladder(folder: Path) -> dict:
 
 
 @pytest.mark.timeout(1500)
-def test_a_two_rung_study_promotes_and_verifies_at_the_top_rung(tmp_path, smoke_big_presets):
+def test_a_two_rung_study_promotes_and_verifies_at_the_top_rung(tmp_path):
     folder = tmp_path / "study"
-    handle = open_study(folder, {**_config(smoke_big_presets), "budget": 4})
+    handle = open_study(folder, {**_config(tmp_path), "budget": 4})
     try:
         loop = Loop(handle)
         loop.run()
@@ -113,9 +124,9 @@ def test_a_two_rung_study_promotes_and_verifies_at_the_top_rung(tmp_path, smoke_
 
 
 @pytest.mark.timeout(1500)
-def test_sigkill_inside_a_promotion_batch_loses_and_duplicates_no_run(tmp_path, smoke_big_presets):
+def test_sigkill_inside_a_promotion_batch_loses_and_duplicates_no_run(tmp_path):
     folder = tmp_path / "study"
-    sets = [a for k, v in _config(smoke_big_presets, budget=4).items() for a in ("--set", f"{k}={_toml(v)}")]
+    sets = [a for k, v in _config(tmp_path, budget=4).items() for a in ("--set", f"{k}={_toml(v)}")]
     env = {k: v for k, v in os.environ.items() if k != "ARCHSCOUT_FAULT"}
     cmd = [sys.executable, "-m", "archscout.cli", "run", "--study", str(folder), *sets]
     killed = subprocess.run(cmd, env={**env, "ARCHSCOUT_FAULT": "commit:promote"}, capture_output=True, text=True,

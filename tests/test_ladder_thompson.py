@@ -46,6 +46,14 @@ def test_the_draw_picks_with_the_probability_of_clearing_the_cutoff():
     assert [p.arch_id for p, _, _ in one] == [3]
 
 
+def _presets(tmp_path: Path) -> Path:
+    text = Path(__import__("archscout").__file__).with_name("presets.toml").read_text()
+    block = text.split("[preset.smoke]")[1].split("# ----")[0]
+    block = block.replace("[[preset.smoke.tasks]]", "[[preset.smoke_big.tasks]]").replace("steps = 12", "steps = 18")
+    path = tmp_path / "presets.toml"
+    path.write_text("[preset.smoke_big]" + block)
+    return path
+
 
 def _run(preset: str, seed: int, val_loss: float, bench: float) -> RunResult:
     return RunResult(candidate_hash="synthetic", preset=preset, seed=seed, status="ok", val_loss=val_loss,
@@ -57,9 +65,9 @@ TRUE = {f"avg{i}": (5.0, 0.5) for i in range(16)} | {"planted": (4.955, 0.545), 
 FIRST_RUN_NOISE = {"planted": (0.012, -0.012)}  # its exploration run undersells it by ~0.6 sigma
 
 
-def _study(tmp_path: Path, presets: Path, promote: str):
+def _study(tmp_path: Path, promote: str):
     handle = open_study(tmp_path / promote, {
-        "preset": "smoke", "presets_file": str(presets), "baseline_seeds": 3, "novelty.backend": "bm25",
+        "preset": "smoke", "presets_file": str(_presets(tmp_path)), "baseline_seeds": 3, "novelty.backend": "bm25",
         "ladder.rungs": ["smoke", "smoke_big"], "ladder.seeds": [3, 2], "ladder.top_fraction": 0.15,
         "ladder.promote": promote})
     db, noise = handle.db, np.random.default_rng(1)
@@ -101,10 +109,10 @@ def _simulate(handle, ids: dict[str, int], batches: int) -> dict:
     return {"seeded": seeded, "promoted": promoted}
 
 
-def test_thompson_promotes_the_planted_candidate_and_spreads_seeds_over_uncertain_ones(tmp_path, smoke_big_presets):
+def test_thompson_promotes_the_planted_candidate_and_spreads_seeds_over_uncertain_ones(tmp_path):
     results = {}
     for promote in ("top", "thompson"):
-        handle, ids = _study(tmp_path, smoke_big_presets, promote)
+        handle, ids = _study(tmp_path, promote)
         try:
             if promote == "thompson":
                 ladder = Loop(handle).ladder
